@@ -1,0 +1,101 @@
+package milter
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/backscatter-milter/backscatter-milter/policy"
+)
+
+// logVerdict writes the one line a postmaster greps for: every fact the
+// decision rests on, keyed by our session ID and the MTA's queue ID.
+// Field values go through zap's encoders, which escape CR, LF and other
+// control characters, so SMTP input cannot forge log lines.
+func (s *session) logVerdict(v *policy.Verdict) {
+	t := s.tx
+	s.srv.opts.Observer.Verdict(t, v)
+	LogVerdict(s.log, t, v, time.Since(t.Started))
+}
+
+// LogVerdict writes a verdict line; `backscatter-milter test` uses it too,
+// so offline and online verdicts read the same.
+func LogVerdict(log *zap.Logger, t *policy.Transaction, v *policy.Verdict, took time.Duration) {
+	fields := []zap.Field{
+		zap.String("session", t.SessionID),
+		zap.String("queue_id", t.QueueID),
+		zap.String("stage", string(v.Stage)),
+		zap.String("action", v.Action.String()),
+		zap.String("would", v.Would.String()),
+		zap.String("mode", v.Mode.String()),
+		zap.Int("score", v.Score),
+		zap.Array("evidence", evidenceList(v.Evidence)),
+		zap.String("direction", t.Direction.String()),
+		zap.String("client_ip", addrString(t)),
+		zap.String("client_name", t.ClientName),
+		zap.String("helo", t.Helo),
+		zap.String("sender", "<"+t.Sender+">"),
+	}
+	if v.Stage == policy.StageRcpt {
+		fields = append(fields, zap.Strings("rcpts", []string{v.Recipient}))
+	} else {
+		rcpts := make([]string, 0, len(t.Recipients))
+		for _, r := range t.Recipients {
+			rcpts = append(rcpts, r.Addr)
+		}
+		fields = append(fields, zap.Strings("rcpts", rcpts))
+		if len(t.Rejected) > 0 {
+			fields = append(fields, zap.Strings("rejected_rcpts", t.Rejected))
+		}
+	}
+	if t.Auth != "" {
+		fields = append(fields, zap.Bool("sasl", true)) // the login name is personal data: not logged
+	}
+	if t.Allowed != "" {
+		fields = append(fields, zap.String("allowlisted", t.Allowed))
+	}
+	if v.Auth != "" {
+		fields = append(fields, zap.String("auth", string(v.Auth)), zap.String("auth_detail", v.AuthWhy))
+	}
+	if v.NDR != "" {
+		fields = append(fields, zap.String("ndr", v.NDR))
+	}
+	if v.Reply != nil {
+		fields = append(fields, zap.String("reply", v.Reply.String()))
+	}
+	if len(v.Notes) > 0 {
+		fields = append(fields, zap.Strings("notes", v.Notes))
+	}
+	fields = append(fields, zap.Float64("duration_ms", float64(took.Microseconds())/1000))
+	log.Info("verdict", fields...)
+}
+
+func addrString(t *policy.Transaction) string {
+	if t.ClientIP.IsValid() {
+		return t.ClientIP.String()
+	}
+	return ""
+}
+
+type evidenceList policy.Evidences
+
+func (es evidenceList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, e := range es {
+		if err := enc.AppendObject(evidenceObj(e)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type evidenceObj policy.Evidence
+
+func (e evidenceObj) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("name", e.Name)
+	enc.AddInt("weight", e.Weight)
+	if e.Detail != "" {
+		enc.AddString("detail", e.Detail)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package milter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+	"go.uber.org/zap"
+
+	"github.com/backscatter-milter/backscatter-milter/policy"
+)
+
+// Role says which MTA hook a listener serves.
+type Role int
+
+const (
+	// RoleSMTPD serves smtpd_milters / INPUT_MAIL_FILTER: mail from SMTP clients.
+	RoleSMTPD Role = iota
+	// RoleInternalBounce serves Postfix non_smtpd_milters with
+	// internal_mail_filter_classes=bounce: NDRs Postfix itself generates.
+	// Only accept, discard and quarantine are ever answered there.
+	RoleInternalBounce
+)
+
+// Observer receives events for metrics. Every method must be cheap and safe
+// for concurrent use.
+type Observer interface {
+	Verdict(t *policy.Transaction, v *policy.Verdict)
+	SessionStart()
+	SessionEnd()
+	Error(kind string) // "panic", "internal", "negotiation"
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Verdict(*policy.Transaction, *policy.Verdict) {}
+func (nopObserver) SessionStart()                                {}
+func (nopObserver) SessionEnd()                                  {}
+func (nopObserver) Error(string)                                 {}
+
+// Options configure a Server.
+type Options struct {
+	Role Role
+	// Engine returns the engine to use for a new transaction; it is called
+	// at each MAIL FROM so a config reload applies to the next message.
+	Engine  func() *policy.Engine
+	Log     *zap.Logger
+	OnError policy.Action // Accept (default) or Tempfail
+	// MaxHeaderBytes bounds the header block kept per message.
+	MaxHeaderBytes int
+	// Timeout bounds the work done for one milter event (DNS lookups, store).
+	Timeout  time.Duration
+	Observer Observer
+}
+
+// Server is a milter server for one role.
+type Server struct {
+	opts   Options
+	srv    *gomilter.Server
+	prefix string
+	seq    atomic.Uint64
+	active atomic.Int64
+}
+
+// Actions are exactly the modifications the features need.
+const Actions = gomilter.OptAddHeader | gomilter.OptQuarantine | gomilter.OptChangeFrom |
+	gomilter.OptRemoveRcpt | gomilter.OptAddRcptWithArgs
+
+// Protocol asks the MTA not to wait for replies at stages where the milter
+// only ever continues (DESIGN.md: this alone is most of a milter's cost),
+// not to send unknown commands at all, and to keep header values exact
+// (DKIM verification needs the leading space).
+const Protocol = gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply |
+	gomilter.OptNoEOHReply | gomilter.OptNoDataReply | gomilter.OptNoUnknownReply | gomilter.OptNoUnknown |
+	gomilter.OptHeaderLeadingSpace | gomilter.OptSkip
+
+// Macros requested per stage. Sendmail honours an end-of-message list only
+// when an end-of-headers list is requested too.
+var macroRequests = map[gomilter.MacroStage][]gomilter.MacroName{
+	gomilter.StageConnect: {"j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_port}"},
+	gomilter.StageHelo:    {"{tls_version}"},
+	gomilter.StageMail:    {"{auth_authen}", "i", "{mail_addr}"},
+	gomilter.StageRcpt:    {"{rcpt_addr}", "i"},
+	gomilter.StageData:    {"i"},
+	gomilter.StageEOH:     {"i"},
+	gomilter.StageEOM:     {"i"},
+}
+
+// NewServer builds a server; call Serve with a listener.
+func NewServer(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 1 << 20
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Role == RoleInternalBounce {
+		opts.OnError = policy.Accept // a tempfail there loses Postfix's bounce log
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	s := &Server{opts: opts, prefix: hex.EncodeToString(b[:])}
+	mopts := []gomilter.Option{
+		gomilter.WithDynamicMilter(func(version uint32, action gomilter.OptAction, protocol gomilter.OptProtocol, maxData gomilter.DataSize) gomilter.Milter {
+			return newSession(s)
+		}),
+		gomilter.WithActions(Actions),
+		gomilter.WithProtocols(Protocol),
+		gomilter.WithNegotiationCallback(s.negotiate),
+		gomilter.WithReadTimeout(5 * time.Minute),
+		gomilter.WithWriteTimeout(time.Minute),
+	}
+	for st, names := range macroRequests {
+		mopts = append(mopts, gomilter.WithMacroRequest(st, names))
+	}
+	s.srv = gomilter.NewServer(mopts...)
+	return s
+}
+
+// negotiate takes what the MTA offers of what we want instead of refusing
+// the connection: a missing action disables its feature, and is logged.
+func (s *Server) negotiate(mtaVersion, milterVersion uint32, mtaActions, milterActions gomilter.OptAction, mtaProtocol, milterProtocol gomilter.OptProtocol, offered gomilter.DataSize) (uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize, error) {
+	version := min(mtaVersion, milterVersion)
+	actions := milterActions & mtaActions
+	if missing := milterActions &^ mtaActions; missing != 0 {
+		s.opts.Log.Warn("MTA does not offer every milter action; the features that need them are off for this connection",
+			zap.Stringer("missing", missing), zap.Uint32("mta_version", mtaVersion))
+		s.opts.Observer.Error("negotiation")
+	}
+	return version, actions, milterProtocol & mtaProtocol, offered, nil
+}
+
+// Serve accepts MTA connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting and waits for open sessions to end, up to ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Close closes the listener and every session at once.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// Active returns the number of open MTA connections.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// nextSessionID returns an ID unique to this process run: the RCPT-time and
+// final log lines of one transaction share it (Postfix's queue ID only
+// exists from DATA on).
+func (s *Server) nextSessionID() string {
+	return s.prefix + "." + strconv.FormatUint(s.seq.Add(1), 36)
+}

@@ -1,0 +1,184 @@
+package policy
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+var (
+	listedIP  = netip.MustParseAddr("192.0.2.66")
+	cleanIP   = netip.MustParseAddr("198.51.100.7")
+	trustedIP = netip.MustParseAddr("127.0.0.1")
+)
+
+func testEngine() *Engine {
+	s := DefaultSettings()
+	s.LocalDomains = []string{"example.org"}
+	s.RelayHosts = []string{"mx1.example.org", ".out.example.org"}
+	s.RelayNets = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+	return &Engine{
+		S:      s,
+		Lists:  fakeLists{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}, {Zone: "any.bl.test", Weight: 5}}},
+		Tagger: fakeTagger{},
+		Sent:   &fakeSent{ids: map[string]bool{"sent-1@example.org": true}},
+		Auth:   fakeAuth{"pass.test": "pass", "fail.test": "fail", "dnserr.test": "temperror"},
+	}
+}
+
+func begin(e *Engine, ip netip.Addr, sender string) *Transaction {
+	return e.Begin(context.Background(), "s1", Connection{ClientIP: ip, Helo: "client.test"}, sender, "", "")
+}
+
+func TestThresholds(t *testing.T) {
+	th := Thresholds{Tag: 3, Quarantine: 6, Reject: 10}
+	for _, c := range []struct {
+		score int
+		want  Action
+	}{{-5, Accept}, {0, Accept}, {2, Accept}, {3, Tag}, {5, Tag}, {6, Quarantine}, {9, Quarantine}, {10, Reject}, {99, Reject}} {
+		if got := th.Action(c.score); got != c.want {
+			t.Errorf("Action(%d) = %v, want %v", c.score, got, c.want)
+		}
+	}
+	if got := (Thresholds{Tag: 3, Reject: 10}).Action(7); got != Tag {
+		t.Errorf("quarantine disabled: Action(7) = %v, want tag", got)
+	}
+}
+
+func TestRcpt(t *testing.T) {
+	cases := []struct {
+		name     string
+		ip       netip.Addr
+		sender   string
+		rcpt     string
+		observe  bool
+		grace    bool
+		want     Action
+		would    Action
+		evidence []string
+	}{
+		{"ordinary mail", cleanIP, "alice@remote.test", "bob@example.org", false, false, Accept, Accept, nil},
+		{"bounce, valid tag", cleanIP, "", "bob+prvs=0123abcdef@example.org", false, false, Accept, Accept, []string{"batv:ok"}},
+		{"bounce, missing tag", cleanIP, "", "bob@example.org", false, false, Reject, Reject, []string{"batv:missing"}},
+		{"bounce, missing tag, grace window", cleanIP, "", "bob@example.org", false, true, Accept, Accept, []string{"batv:missing"}},
+		{"bounce, bad tag", cleanIP, "", "bob+prvs=9999999999@example.org", false, false, Reject, Reject, []string{"batv:bad"}},
+		{"bounce, expired tag", cleanIP, "", "bob+prvs=0000000000@example.org", false, false, Accept, Accept, []string{"batv:expired"}},
+		{"postmaster sender is bounce class", cleanIP, "Postmaster@remote.test", "bob@example.org", false, false, Reject, Reject, []string{"batv:missing"}},
+		{"bounce to a non-local domain: no BATV", cleanIP, "", "bob@elsewhere.test", false, false, Accept, Accept, nil},
+		{"listed client, bounce", listedIP, "", "bob+prvs=0123abcdef@example.org", false, false, Accept, Accept, []string{"batv:ok", "dnsbl:any.bl.test", "dnsbl:bounce.backscatter.test"}},
+		{"listed client, normal sender: safe mode zone skipped", listedIP, "alice@remote.test", "bob@example.org", false, false, Accept, Accept, []string{"dnsbl:any.bl.test"}},
+		{"observe mode never rejects", cleanIP, "", "bob@example.org", true, false, Accept, Reject, []string{"batv:missing"}},
+		{"trusted network is outbound: not scored", trustedIP, "", "bob@example.org", false, false, Accept, Accept, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := testEngine()
+			e.Tagger = fakeTagger{grace: c.grace}
+			if c.observe {
+				e.S.Mode = Observe
+			}
+			tx := begin(e, c.ip, c.sender)
+			v := e.Rcpt(context.Background(), tx, c.rcpt, "")
+			if v.Action != c.want || v.Would != c.would {
+				t.Fatalf("action %v would %v, want %v/%v (evidence %v)", v.Action, v.Would, c.want, c.would, v.Evidence)
+			}
+			if got := strings.Join(v.Evidence.Names(), ","); got != strings.Join(c.evidence, ",") {
+				t.Errorf("evidence %q, want %q", got, strings.Join(c.evidence, ","))
+			}
+			if c.want == Reject {
+				if v.Reply == nil || v.Reply.Code != 550 || !strings.Contains(v.Reply.Text, c.rcpt) {
+					t.Errorf("reply %v", v.Reply)
+				}
+				if len(tx.Recipients) != 0 || len(tx.Rejected) != 1 {
+					t.Errorf("rejected recipient kept: %v / %v", tx.Recipients, tx.Rejected)
+				}
+			} else if len(tx.Recipients) != 1 {
+				t.Errorf("accepted recipient not kept")
+			}
+		})
+	}
+}
+
+func TestRcptDNSBLRejectNamesList(t *testing.T) {
+	e := testEngine()
+	e.Lists = fakeLists{listedIP: {{Zone: "ips.backscatterer.test", Weight: 10}}}
+	tx := begin(e, listedIP, "")
+	v := e.Rcpt(context.Background(), tx, "bob+prvs=0123abcdef@example.org", "")
+	// batv:ok (-10) + listing (10) = 0: a real bounce from a listed server still arrives.
+	if v.Action != Accept {
+		t.Fatalf("tagged bounce from listed host: %v", v.Action)
+	}
+	v = e.Rcpt(context.Background(), tx, "carol@example.org", "")
+	if v.Action != Reject || !strings.Contains(v.Reply.Text, "ips.backscatterer.test") {
+		t.Fatalf("reply %v, want a reject naming the list", v.Reply)
+	}
+}
+
+func TestPerRecipientDecision(t *testing.T) {
+	e := testEngine()
+	tx := begin(e, cleanIP, "")
+	ok := e.Rcpt(context.Background(), tx, "bob+prvs=0123abcdef@example.org", "")
+	bad := e.Rcpt(context.Background(), tx, "carol@example.org", "")
+	if ok.Action != Accept || bad.Action != Reject {
+		t.Fatalf("got %v and %v, want accept and reject", ok.Action, bad.Action)
+	}
+	if !bad.Evidence.Has(EvBounceMultiRcpt) {
+		t.Errorf("second recipient of a null sender: evidence %v lacks %s", bad.Evidence, EvBounceMultiRcpt)
+	}
+	if len(tx.Recipients) != 1 || tx.Recipients[0].Addr != "bob+prvs=0123abcdef@example.org" {
+		t.Errorf("recipients %v", tx.Recipients)
+	}
+}
+
+func TestAllowlists(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		allow Allowlist
+		rcpt  string
+	}{
+		{"client network", Allowlist{ClientNets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}, "bob@example.org"},
+		{"recipient address", Allowlist{Recipients: []string{"BOB@example.org"}}, "bob@example.org"},
+		{"recipient domain", Allowlist{Recipients: []string{"@example.org"}}, "bob@example.org"},
+		{"recipient bare domain", Allowlist{Recipients: []string{"example.org"}}, "bob@example.org"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := testEngine()
+			e.S.Allow = c.allow
+			tx := begin(e, cleanIP, "")
+			if v := e.Rcpt(context.Background(), tx, c.rcpt, ""); v.Action != Accept || len(v.Evidence) != 0 {
+				t.Fatalf("allowlisted: %v %v", v.Action, v.Evidence)
+			}
+		})
+	}
+	e := testEngine()
+	e.S.Allow.Senders = []string{"@remote.test"}
+	tx := begin(e, cleanIP, "postmaster@remote.test")
+	if tx.Allowed == "" {
+		t.Fatal("sender domain allowlist did not apply")
+	}
+	if v := e.Rcpt(context.Background(), tx, "bob@example.org", ""); v.Action != Accept {
+		t.Fatalf("allowlisted sender rejected: %v", v.Evidence)
+	}
+}
+
+func TestCallout(t *testing.T) {
+	e := testEngine()
+	tx := begin(e, listedIP, "")
+	e.Rcpt(context.Background(), tx, "bob+prvs=0123abcdef@example.org", "")
+	v := e.Callout(tx)
+	if v.Stage != StageCallout || !v.Evidence.Has(EvCallout) || v.Action != Accept {
+		t.Fatalf("callout verdict %+v", v)
+	}
+}
+
+func TestIsBounceSender(t *testing.T) {
+	for s, want := range map[string]bool{
+		"": true, "postmaster@x.test": true, "MAILER-DAEMON@x.test": true, "Mailer-Daemon": true,
+		"alice@x.test": false, "postmaster.bob@x.test": false, "bob@postmaster.test": false,
+	} {
+		if got := IsBounceSender(s); got != want {
+			t.Errorf("IsBounceSender(%q) = %v", s, got)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package policy
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// dsn builds an RFC 3464 bounce of an original with the given Message-ID and relay.
+func dsn(msgID, relay string) []Header {
+	return []Header{
+		{"From", " Mail Delivery System <MAILER-DAEMON@mx.remote.test>"},
+		{"To", " bob@example.org"},
+		{"Subject", " Undelivered Mail Returned to Sender"},
+		{"MIME-Version", " 1.0"},
+		{"Content-Type", ` multipart/report; report-type=delivery-status; boundary="BB"`},
+	}
+}
+
+func dsnBody(msgID, relay string) []byte {
+	return []byte(strings.ReplaceAll(`--BB
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--BB
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.remote.test
+
+Final-Recipient: rfc822; nobody@remote.test
+Action: failed
+Status: 5.1.1
+
+--BB
+Content-Type: text/rfc822-headers
+
+Received: from `+relay+` (`+relay+` [198.51.100.9])
+	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
+	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
+From: bob@example.org
+To: nobody@remote.test
+Subject: hello
+Message-ID: <`+msgID+`>
+
+--BB--
+`, "\n", "\r\n"))
+}
+
+func endBounce(t *testing.T, e *Engine, ip netip.Addr, rcpt, msgID, relay string) *Verdict {
+	t.Helper()
+	tx := begin(e, ip, "")
+	if v := e.Rcpt(context.Background(), tx, rcpt, ""); v.Action != Accept {
+		t.Fatalf("rcpt %s: %v %v", rcpt, v.Action, v.Evidence)
+	}
+	tx.Headers = dsn(msgID, relay)
+	if !e.WantBody(tx) {
+		t.Fatal("a bounce's body is not wanted")
+	}
+	tx.Body = dsnBody(msgID, relay)
+	return e.End(context.Background(), tx)
+}
+
+func TestEndBounceProvenance(t *testing.T) {
+	e := testEngine()
+	e.Tagger = nil // BATV off: content decides
+	cases := []struct {
+		name, msgID, relay string
+		want               Action
+		evidence           string
+	}{
+		{"bounce of mail we sent (sent log)", "sent-1@example.org", "spam.remote.test", Accept, EvBounceOurs},
+		{"bounce of mail through our relay", "unknown@example.org", "mx1.example.org", Accept, EvBounceOursRelay},
+		{"bounce of mail from our relay network", "unknown@example.org", "[203.0.113.9]", Accept, EvBounceOursRelay},
+		{"bounce of mail through a relay below our relay domain", "unknown@example.org", "a.out.example.org", Accept, EvBounceOursRelay},
+		{"forged bounce: unknown id, foreign relay", "forged@example.org", "spam.remote.test", Quarantine, EvBounceNotOurs},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := endBounce(t, e, cleanIP, "bob@example.org", c.msgID, c.relay)
+			if v.Action != c.want || !v.Evidence.Has(c.evidence) {
+				t.Fatalf("action %v evidence %v notes %v, want %v with %s", v.Action, v.Evidence, v.Notes, c.want, c.evidence)
+			}
+			if c.want == Quarantine && !strings.Contains(v.Mods.QuarantineReason, EvBounceNotOurs) {
+				t.Errorf("quarantine reason %q", v.Mods.QuarantineReason)
+			}
+			if c.want != Accept && (len(v.Mods.AddHeaders) != 1 || v.Mods.AddHeaders[0].Name != "X-Backscatter") {
+				t.Errorf("no tag header: %+v", v.Mods)
+			}
+		})
+	}
+}
+
+func TestEndForgedBounceFromListedHostIsRejected(t *testing.T) {
+	e := testEngine()
+	e.Tagger = nil
+	e.Lists = fakeLists{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}
+	v := endBounce(t, e, listedIP, "bob@example.org", "forged@example.org", "spam.remote.test")
+	// 6 (backscatter zone: below the reject threshold at RCPT) + 6 (not ours) = 12
+	if v.Action != Reject || v.Reply == nil || v.Reply.Code != 550 {
+		t.Fatalf("action %v score %d evidence %v", v.Action, v.Score, v.Evidence)
+	}
+}
+
+func TestEndObserveOnlyTags(t *testing.T) {
+	e := testEngine()
+	e.Tagger = nil
+	e.S.Mode = Observe
+	e.Lists = fakeLists{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}
+	v := endBounce(t, e, listedIP, "bob@example.org", "forged@example.org", "spam.remote.test")
+	if v.Action != Tag || v.Would != Reject || v.Reply != nil || v.Mods.QuarantineReason != "" {
+		t.Fatalf("observe: action %v would %v", v.Action, v.Would)
+	}
+	if h := v.Mods.AddHeaders[0].Value; !strings.Contains(h, "action=reject") || !strings.Contains(h, "mode=observe") {
+		t.Errorf("header %q", h)
+	}
+}
+
+func TestEndAutoReply(t *testing.T) {
+	for _, c := range []struct {
+		inReplyTo string
+		want      Action
+		evidence  string
+	}{
+		{"<sent-1@example.org>", Accept, EvAutoreplyOurs},
+		{"<never-sent@example.org>", Tag, EvAutoreplyNot},
+	} {
+		e := testEngine()
+		tx := begin(e, cleanIP, "carol@remote.test")
+		e.Rcpt(context.Background(), tx, "bob@example.org", "")
+		tx.Headers = []Header{{"From", " carol@remote.test"}, {"Subject", " Out of office"},
+			{"Auto-Submitted", " auto-replied"}, {"In-Reply-To", " " + c.inReplyTo}}
+		v := e.End(context.Background(), tx)
+		if v.Action != c.want || !v.Evidence.Has(c.evidence) {
+			t.Errorf("In-Reply-To %s: action %v evidence %v notes %v", c.inReplyTo, v.Action, v.Evidence, v.Notes)
+		}
+	}
+}
+
+func TestEndOutboundSignsAndRecords(t *testing.T) {
+	e := testEngine()
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "SIZE=100", "")
+	if tx.Direction != Outbound {
+		t.Fatal("trusted client not outbound")
+	}
+	e.Rcpt(context.Background(), tx, "x@remote.test", "")
+	tx.Headers = []Header{{"Message-ID", " <Out-1@EXAMPLE.org>"}}
+	v := e.End(context.Background(), tx)
+	if !v.Mods.ChangeFromSet || v.Mods.ChangeFrom != "alice+prvs=0123abcdef@example.org" || v.Mods.ChangeFromArgs != "SIZE=100" {
+		t.Errorf("change from %+v", v.Mods)
+	}
+	if seen, _ := e.Sent.Seen(context.Background(), "Out-1@example.org"); !seen {
+		t.Error("message-id not recorded (normalised: domain lowercased)")
+	}
+	// SASL-authenticated from anywhere is outbound too.
+	tx = e.Begin(context.Background(), "s2", Connection{ClientIP: cleanIP}, "alice@example.org", "", "alice")
+	if tx.Direction != Outbound {
+		t.Error("SASL client not outbound")
+	}
+}
+
+func TestEndNDRSuppression(t *testing.T) {
+	cases := []struct {
+		name, sender, rcptArgs, mailArgs string
+		spfFailOnly                      bool
+		wantNDR                          string
+		wantArgs                         string
+		wantMailArgs                     string // "" = no ChangeFrom
+	}{
+		{"unauthenticated: NOTIFY=NEVER, ORCPT kept", "x@none.test", "ORCPT=rfc822;bob@example.org NOTIFY=FAILURE", "", false, "suppressed", "ORCPT=rfc822;bob@example.org NOTIFY=NEVER", ""},
+		{"unauthenticated without DSN params", "x@none.test", "", "", false, "suppressed", "NOTIFY=NEVER", ""},
+		{"forged (SPF fail)", "x@fail.test", "", "", false, "suppressed", "NOTIFY=NEVER", ""},
+		{"RET=FULL stripped", "x@none.test", "", "RET=FULL ENVID=abc SIZE=10", false, "suppressed", "NOTIFY=NEVER", "ENVID=abc SIZE=10"},
+		{"SPF pass untouched", "x@pass.test", "NOTIFY=SUCCESS,FAILURE", "RET=FULL", false, "", "", ""},
+		{"DNS error is not proof of forgery", "x@dnserr.test", "NOTIFY=FAILURE", "", false, "", "", ""},
+		{"spf-fail-only: softfail keeps NDRs, success DSN stripped", "x@none.test", "NOTIFY=SUCCESS,FAILURE", "", true, "success-dsn-stripped", "NOTIFY=FAILURE", ""},
+		{"spf-fail-only: fail suppressed", "x@fail.test", "NOTIFY=FAILURE", "", true, "suppressed", "NOTIFY=NEVER", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := testEngine()
+			e.S.NDR.SPFFailOnly = c.spfFailOnly
+			tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, c.sender, c.mailArgs, "")
+			e.Rcpt(context.Background(), tx, "bob@example.org", c.rcptArgs)
+			tx.Headers = []Header{{"Subject", " hi"}}
+			v := e.End(context.Background(), tx)
+			if v.NDR != c.wantNDR {
+				t.Fatalf("NDR %q, want %q (auth %s %s)", v.NDR, c.wantNDR, v.Auth, v.AuthWhy)
+			}
+			if c.wantArgs == "" {
+				if len(v.Mods.RcptRewrites) != 0 {
+					t.Fatalf("rewrites %+v", v.Mods.RcptRewrites)
+				}
+			} else if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0].NewArgs != c.wantArgs || v.Mods.RcptRewrites[0].OldArgs != c.rcptArgs {
+				t.Fatalf("rewrites %+v, want %q", v.Mods.RcptRewrites, c.wantArgs)
+			}
+			if got := v.Mods.ChangeFromArgs; v.Mods.ChangeFromSet != (c.wantMailArgs != "") || got != c.wantMailArgs {
+				t.Errorf("change from %+v, want args %q", v.Mods, c.wantMailArgs)
+			}
+		})
+	}
+}
+
+func TestNullSenderNeverRewritten(t *testing.T) {
+	e := testEngine()
+	v := endBounce(t, e, cleanIP, "bob+prvs=0123abcdef@example.org", "sent-1@example.org", "x.test")
+	if len(v.Mods.RcptRewrites) != 0 || v.NDR != "" {
+		t.Fatalf("null sender rewritten: %+v", v.Mods)
+	}
+}
+
+func TestParamHelpers(t *testing.T) {
+	if got := SetNotify("ORCPT=rfc822;a@b notify=SUCCESS X-FOO=1", "NEVER"); got != "ORCPT=rfc822;a@b NOTIFY=NEVER X-FOO=1" {
+		t.Errorf("SetNotify = %q", got)
+	}
+	if got, ch := stripSuccessNotify("NOTIFY=SUCCESS,DELAY"); got != "NOTIFY=NEVER" || !ch {
+		t.Errorf("strip = %q %v", got, ch)
+	}
+	if got, ch := RemoveParam("ret=hdrs SIZE=5", "RET"); got != "SIZE=5" || !ch {
+		t.Errorf("RemoveParam = %q %v", got, ch)
+	}
+}

@@ -1,0 +1,98 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Evidence names. They appear in logs, in the X-Backscatter header, in
+// metrics labels and in the weights configuration, so they are stable.
+const (
+	EvBATVOK          = "batv:ok"           // the recipient carries a valid tag we made
+	EvBATVMissing     = "batv:missing"      // bounce-class mail to an untagged local address
+	EvBATVBad         = "batv:bad"          // a tag that does not verify: forged
+	EvBATVExpired     = "batv:expired"      // a tag past its lifetime
+	EvBounceOurs      = "bounce:ours"       // the bounced original's Message-ID is in our sent log
+	EvBounceOursRelay = "bounce:ours-relay" // the bounced original passed through one of our relays
+	EvBounceNotOurs   = "bounce:not-ours"   // original headers present, none of them ours
+	EvBounceMultiRcpt = "bounce:multi-rcpt" // null sender with several recipients
+	EvAutoreplyOurs   = "autoreply:ours"    // auto-reply to a message in our sent log
+	EvAutoreplyNot    = "autoreply:not-ours"
+	EvCallout         = "callout" // null-sender transaction that ended without DATA
+	EvDNSBLPrefix     = "dnsbl:"  // dnsbl:<zone>
+)
+
+// DefaultWeights are tuned so that no single soft signal rejects, a forged
+// bounce with BATV on is rejected at RCPT, and proof that a bounce is ours
+// outweighs anything but a deliberate operator choice.
+func DefaultWeights() map[string]int {
+	return map[string]int{
+		EvBATVOK:          -10,
+		EvBATVMissing:     10,
+		EvBATVBad:         10,
+		EvBATVExpired:     6,
+		EvBounceOurs:      -10,
+		EvBounceOursRelay: -6,
+		EvBounceNotOurs:   6,
+		EvBounceMultiRcpt: 3,
+		EvAutoreplyOurs:   -10,
+		EvAutoreplyNot:    4,
+		EvCallout:         0,
+	}
+}
+
+// Evidence is one named, weighted reason.
+type Evidence struct {
+	Name   string `json:"name"`
+	Weight int    `json:"weight"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func (e Evidence) String() string {
+	if e.Detail == "" {
+		return fmt.Sprintf("%s(%+d)", e.Name, e.Weight)
+	}
+	return fmt.Sprintf("%s(%+d: %s)", e.Name, e.Weight, e.Detail)
+}
+
+// Evidences is a list of evidence with helpers for scoring and display.
+type Evidences []Evidence
+
+// Score sums the weights.
+func (es Evidences) Score() int {
+	s := 0
+	for _, e := range es {
+		s += e.Weight
+	}
+	return s
+}
+
+// Has reports whether evidence with this name is present.
+func (es Evidences) Has(name string) bool {
+	for _, e := range es {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Names lists the evidence names, sorted, for compact display.
+func (es Evidences) Names() []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Summary is "name(+w), name(-w)" in order of appearance: the header text.
+func (es Evidences) Summary() string {
+	parts := make([]string, 0, len(es))
+	for _, e := range es {
+		parts = append(parts, fmt.Sprintf("%s(%+d)", e.Name, e.Weight))
+	}
+	return strings.Join(parts, ", ")
+}
