@@ -1,0 +1,24 @@
+// Package bounce recognises delivery reports (bounces, delay and success DSNs),
+// auto-replies and feedback reports, and extracts what they say about the
+// original message: its Message-ID, envelope sender candidates, failed
+// recipients and Received hops.
+//
+// The package is decision-free: it reports facts from the message content
+// alone, and the policy package weighs them (for example, is the bounced
+// Message-ID in our sent log, or do the original's Received hops name our
+// relays?). It understands RFC 3464 delivery status notifications
+// (multipart/report; report-type=delivery-status, message/delivery-status and
+// the RFC 6533 message/global* variants), RFC 3834 auto-replies, RFC 5965 ARF
+// feedback reports, and the plain-text formats written by common MTAs (qmail,
+// Exim, Sendmail, Postfix, Exchange, Courier, Gmail, Yahoo, ...), including
+// originals quoted inline after a separator line.
+//
+// Message-IDs are reported in the form returned by NormalizeMessageID: angle
+// brackets and surrounding white space removed, the part after the last "@"
+// lowercased (domains are case-insensitive; the local part is kept as is).
+//
+// Parsing is bounded by Limits (input size, MIME depth, number of parts), is
+// linear in the input size, tolerates broken MIME by falling back to text
+// scanning, and never panics. The plain-text heuristics read the first
+// 256 KiB of each text part: reports put what matters at the top.
+package bounce

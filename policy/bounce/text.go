@@ -1,0 +1,713 @@
+package bounce
+
+import (
+	"bytes"
+	"strings"
+)
+
+// Phrases written by MTAs in plain-text bounces. They are matched
+// case-insensitively against the human-readable parts. A strong phrase is
+// one no person writes in ordinary mail; a weak one needs company.
+var strongBounceText = []string{
+	"this is the qmail-send program",
+	"this message was created automatically by mail delivery software",
+	"the original message was received at",
+	"this is the mail system at host",
+	"this is the mail delivery agent at",
+	"i'm sorry to have to inform you that your message could not",
+	"delivery to the following recipient failed",
+	"delivery to the following recipients failed",
+	"delivery to the following recipient has been delayed",
+	"did not reach the following recipient",
+	"your message did not reach some or all of the intended recipients",
+	"delivery has failed to these recipients or groups",
+	"sorry, we were unable to deliver your message",
+	"i'm afraid i wasn't able to deliver your message",
+	"could not be delivered to one or more of its recipients",
+	"could not be delivered to one or more recipients",
+	"----- transcript of session follows -----",
+	"the following addresses had permanent fatal errors",
+	"this is an automatically generated delivery status notification",
+	"your message wasn't delivered",
+	"your message couldn't be delivered",
+	"your message could not be delivered",
+	"message could not be delivered to",
+	"unable to deliver your message",
+	"unable to deliver message to the following",
+	"has been in the queue too long",
+	"\"notificationtype\":\"bounce\"",
+	"your message was not delivered",
+	"the following message to <",
+	"delivery of your message to",
+	"this is a delivery failure notification",
+	"a message that you sent could not be delivered",
+	"a message that you sent has not yet been delivered",
+	"unsent message follows",
+	"below this line is a copy of the message",
+	"this is a copy of the message",
+	"message delivery has failed",
+	"failed to deliver to",
+	"the message you sent to",
+	"delivery status notification",
+	"mail delivery failed",
+	"undeliverable mail",
+	"your mail could not be delivered",
+	"your e-mail could not be delivered",
+	"your email could not be delivered",
+	"could not deliver mail to",
+	"was not delivered to",
+	"message not delivered",
+	"returned mail: see transcript",
+}
+
+var weakBounceText = []string{
+	"user unknown",
+	"unknown user",
+	"no such user",
+	"invalid user",
+	"requested action not taken",
+	"mailbox unavailable",
+	"mailbox not found",
+	"address rejected",
+	"recipient address rejected",
+	"does not exist",
+	"undeliverable",
+	"undelivered",
+	"delivery failed",
+	"delivery failure",
+	"permanent error",
+	"permanent failure",
+	"could not be delivered",
+	"couldn't be delivered",
+	"not be delivered",
+	"mailbox is full",
+	"quota exceeded",
+	"over quota",
+	"host unknown",
+	"diagnostic-code:",
+	"final-recipient:",
+	"status: 5.",
+	"remote host said",
+	"smtp error",
+	"said: 5",
+	"550 ",
+	"554 ",
+	"553 ",
+	"552 ",
+	"551 ",
+	"5.1.1",
+	"deferred",
+}
+
+// Subjects that MTAs give their reports. Replies and forwards ("Re:",
+// "Fwd:") are excluded before matching.
+var bounceSubjects = []string{
+	"undelivered mail returned to sender",
+	"delivery status notification",
+	"mail delivery failed",
+	"failure notice",
+	"returned mail",
+	"undeliverable",
+	"undelivered mail",
+	"non-delivery",
+	"nondeliverable",
+	"non deliverable",
+	"delivery failure",
+	"delivery failed",
+	"delivery notification",
+	"delivery has failed",
+	"mail system error",
+	"could not send message",
+	"warning: could not send",
+	"delayed mail",
+	"delivery delayed",
+	"delivery delay",
+	"mail delivery problem",
+	"message delivery failure",
+	"mail could not be delivered",
+	"message could not be delivered",
+	"not delivered",
+	"returned to sender",
+	"delivery report",
+	"mail failure",
+	"delivery problem",
+	"bounce",
+	"error sending message",
+	"message not delivered",
+	"notice of delivery failure",
+	"permanent delivery failure",
+	"mail delivery system",
+	"delivery error",
+	"unable to deliver",
+	"failure delivery",
+}
+
+var delayText = []string{
+	"delivery status notification (delay)",
+	"has been delayed",
+	"delivery delayed",
+	"delayed mail",
+	"delivery delay",
+	"warning: could not send message for past",
+	"warning: message still undelivered",
+	"will continue trying",
+	"will keep trying",
+	"will be retried",
+	"will retry",
+	"still trying",
+	"has not yet been delivered",
+	"not yet been delivered",
+	"this is a warning message only",
+	"you do not need to resend your message",
+	"no need to resend",
+	"is being retried",
+	"delivery attempts will continue",
+	"still in the queue",
+	"message will be retried",
+}
+
+var permanentText = []string{
+	"permanent error",
+	"permanently",
+	"permanent fatal",
+	"i've given up",
+	"has given up",
+	"giving up",
+	"gave up",
+	"could not be delivered",
+	"couldn't be delivered",
+	"was not delivered",
+	"wasn't delivered",
+	"undeliverable",
+	"failed:",
+	"will not be retried",
+	"no further attempts",
+	"returned to sender",
+}
+
+var autoReplySubjects = []string{
+	"out of office",
+	"out of the office",
+	"out-of-office",
+	"auto reply",
+	"autoreply",
+	"auto-reply",
+	"automatic reply",
+	"automatische antwort",
+	"autoresponse",
+	"auto-response",
+	"auto response",
+	"autorespons",
+	"vacation",
+	"away from my",
+	"away from the office",
+	"abwesenheit",
+	"absence",
+	"réponse automatique",
+	"respuesta automática",
+	"risposta automatica",
+	"自動応答",
+	"自動返信",
+	"不在",
+}
+
+// scanTexts runs the text fallbacks that need every text part: RFC 3464
+// fields quoted in text when no delivery-status part was found.
+func (p *parser) scanTexts() {
+	if p.dsnSeen {
+		return
+	}
+	for _, t := range p.texts {
+		var groups []dsnGroup
+		for _, g := range findDSNFields(t) {
+			if g.recipient() || g.h.has("Reporting-MTA") {
+				groups = append(groups, g)
+			}
+		}
+		if len(groups) > 0 {
+			p.dsn = append(p.dsn, groups...)
+			return
+		}
+	}
+}
+
+// textSignals scores how much the message reads like an MTA-written report.
+type textSignals struct {
+	score int
+	why   []string
+	delay bool
+	perm  bool
+}
+
+func containsAny(s string, list []string) string {
+	for _, x := range list {
+		if strings.Contains(s, x) {
+			return x
+		}
+	}
+	return ""
+}
+
+func (p *parser) signals(haveOrig bool) textSignals {
+	var s textSignals
+	subj := strings.ToLower(decodeText(p.top.get("Subject")))
+	isReply := strings.HasPrefix(subj, "re:") || strings.HasPrefix(subj, "fw:") || strings.HasPrefix(subj, "fwd:")
+	if !isReply {
+		if m := containsAny(subj, bounceSubjects); m != "" {
+			s.score += 2
+			s.why = append(s.why, "subject: "+m)
+		}
+		if m := containsAny(subj, delayText); m != "" || strings.Contains(subj, "delay") {
+			s.delay = true
+		}
+	}
+	from := strings.ToLower(p.top.get("From"))
+	if addr := parseAddr(from); addr != "" {
+		local, _, _ := strings.Cut(addr, "@")
+		switch local {
+		case "mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mailer_daemon", "post_master", "maildaemon", "mdaemon", "mmdf", "uucp", "nobody":
+			s.score++
+			s.why = append(s.why, "from: "+local)
+		}
+	} else if strings.Contains(from, "mailer-daemon") || strings.Contains(from, "postmaster") {
+		s.score++
+		s.why = append(s.why, "from: mailer-daemon")
+	}
+	if strings.Contains(from, "mail delivery") {
+		s.score++
+		s.why = append(s.why, "from: mail delivery subsystem")
+	}
+	if p.top.has("X-Failed-Recipients") {
+		s.score += 2
+		s.why = append(s.why, "x-failed-recipients")
+	}
+	strong, weak := "", ""
+	for _, t := range p.texts {
+		lt := lowerASCII(t[:min(len(t), 64<<10)])
+		// Only the report part speaks for the reporter: stop at the
+		// quoted original so its content does not count.
+		if k := separatorIndex(lt); k >= 0 {
+			lt = lt[:k]
+		}
+		if strong == "" {
+			strong = containsAny(lt, strongBounceText)
+		}
+		if weak == "" {
+			weak = containsAny(lt, weakBounceText)
+		}
+		if containsAny(lt, delayText) != "" {
+			s.delay = true
+		}
+		if containsAny(lt, permanentText) != "" {
+			s.perm = true
+		}
+	}
+	if strong != "" {
+		s.score += 2
+		s.why = append(s.why, "text: "+strong)
+	}
+	if weak != "" {
+		s.score++
+		s.why = append(s.why, "text: "+weak)
+	}
+	if haveOrig && s.score > 0 {
+		s.score++
+		s.why = append(s.why, "original message included")
+	}
+	return s
+}
+
+// classify sets Kind and Why, strongest evidence first: report structure,
+// then plain-text bounce signals, then auto-reply markers.
+func (p *parser) classify(haveOrig bool) {
+	r := p.rep
+	switch {
+	case p.reportType == "feedback-report" || p.feedback:
+		r.Kind = KindFeedback
+		r.Why = append(r.Why, "content-type multipart/report; report-type=feedback-report")
+		return
+	case p.reportType == "disposition-notification":
+		// RFC 8098 read receipts are automatic answers to a message,
+		// like auto-replies, and just as forgeable.
+		r.Kind = KindAutoReply
+		r.Why = append(r.Why, "content-type multipart/report; report-type=disposition-notification")
+		return
+	}
+	if k, why := p.notification(); k != KindNone {
+		r.Kind = k
+		r.Why = append(r.Why, why)
+		return
+	}
+	sig := p.signals(haveOrig)
+	structured := p.reportType == "delivery-status" || p.reportType == "global-delivery-status" || p.dsnSeen
+	var rcpts []dsnGroup
+	for _, g := range p.dsn {
+		if g.recipient() || g.h.has("Action") {
+			rcpts = append(rcpts, g)
+		}
+	}
+	if structured || (len(rcpts) > 0 && sig.score >= 1) {
+		switch {
+		case p.reportType == "delivery-status" || p.reportType == "global-delivery-status":
+			r.Why = append(r.Why, "content-type multipart/report; report-type="+p.reportType)
+		case p.dsnSeen:
+			r.Why = append(r.Why, "message/delivery-status part")
+		default:
+			r.Why = append(r.Why, "delivery-status fields in text")
+		}
+		r.Kind = dsnKind(rcpts, sig)
+		r.Why = append(r.Why, "dsn: "+r.Kind.String())
+		return
+	}
+	if sig.score >= 2 {
+		r.Kind = KindFailure
+		if sig.delay && (!sig.perm || p.delaySubject()) {
+			r.Kind = KindDelay
+		}
+		r.Why = append(r.Why, sig.why...)
+		return
+	}
+	if why := p.autoReply(); len(why) > 0 {
+		r.Kind = KindAutoReply
+		r.Why = append(r.Why, why...)
+		return
+	}
+	r.Kind = KindNone
+}
+
+// notification recognises reports that are not MIME reports: Amazon SES
+// notifications (JSON in a text part, relayed by SNS) and Hotmail's
+// complaint mails.
+func (p *parser) notification() (Kind, string) {
+	subj := strings.ToLower(decodeText(p.top.get("Subject")))
+	if strings.HasPrefix(subj, "complaint about message from") {
+		return KindFeedback, "subject: complaint about message from"
+	}
+	for _, t := range p.texts {
+		lt := lowerASCII(t[:min(len(t), 4096)])
+		lt = strings.ReplaceAll(strings.ReplaceAll(lt, " ", ""), `\"`, `"`)
+		switch {
+		case strings.Contains(lt, `"notificationtype":"bounce"`):
+			if strings.Contains(lt, `"bouncetype":"transient"`) {
+				return KindDelay, "amazon ses notification: transient bounce"
+			}
+			return KindFailure, "amazon ses notification: bounce"
+		case strings.Contains(lt, `"notificationtype":"complaint"`):
+			return KindFeedback, "amazon ses notification: complaint"
+		case strings.Contains(lt, `"notificationtype":"delivery"`):
+			return KindDelivered, "amazon ses notification: delivery"
+		}
+	}
+	return KindNone, ""
+}
+
+func (p *parser) delaySubject() bool {
+	subj := strings.ToLower(decodeText(p.top.get("Subject")))
+	return strings.Contains(subj, "delay") || containsAny(subj, delayText) != ""
+}
+
+// dsnKind turns per-recipient Action and Status fields into a Kind
+// (RFC 3464 section 2.3.3): any failure makes the report a failure.
+func dsnKind(rcpts []dsnGroup, sig textSignals) Kind {
+	var failed, delayed, delivered bool
+	for _, g := range rcpts {
+		switch g.action() {
+		case "failed":
+			failed = true
+		case "delayed":
+			delayed = true
+		case "delivered", "relayed", "expanded":
+			delivered = true
+		default:
+			switch g.statusClass() {
+			case '5':
+				failed = true
+			case '4':
+				delayed = true
+			case '2':
+				delivered = true
+			}
+		}
+	}
+	switch {
+	case failed:
+		return KindFailure
+	case delayed:
+		return KindDelay
+	case delivered:
+		return KindDelivered
+	case sig.delay && !sig.perm:
+		return KindDelay
+	}
+	return KindFailure
+}
+
+// autoReply returns the RFC 3834 and vendor markers found in the header.
+// Microsoft's X-Auto-Response-Suppress asks others not to auto-reply and
+// says nothing about this message, so it is not a marker.
+func (p *parser) autoReply() []string {
+	var why []string
+	h := p.top
+	as := strings.ToLower(strings.TrimSpace(h.get("Auto-Submitted")))
+	if i := strings.IndexAny(as, " ;("); i >= 0 {
+		as = as[:i]
+	}
+	if as == "auto-replied" {
+		why = append(why, "auto-submitted: auto-replied")
+	}
+	for _, k := range []string{"X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Reply", "X-AutoReply-From", "X-Mail-Autoreply", "X-Vacation"} {
+		if v := strings.ToLower(strings.TrimSpace(h.get(k))); v != "" && v != "no" && v != "false" && v != "0" {
+			why = append(why, strings.ToLower(k)+": "+v)
+		}
+	}
+	if v := strings.ToLower(h.get("X-Autogenerated")); strings.Contains(v, "reply") {
+		why = append(why, "x-autogenerated: "+v)
+	}
+	if v := strings.ToLower(strings.TrimSpace(h.get("Precedence"))); v == "auto_reply" {
+		why = append(why, "precedence: auto_reply")
+	}
+	subj := strings.ToLower(decodeText(h.get("Subject")))
+	if m := containsAny(subj, autoReplySubjects); m != "" {
+		why = append(why, "subject: "+m)
+	}
+	return why
+}
+
+// separatorIndex returns the offset in lt (lowercased text) of the line
+// that introduces a quoted original message, or -1.
+func separatorIndex(lt string) int {
+	for i := 0; i < len(lt); {
+		j := strings.IndexByte(lt[i:], '\n')
+		end := len(lt)
+		if j >= 0 {
+			end = i + j
+		}
+		if isSeparator(lt[i:end]) {
+			return i
+		}
+		i = end + 1
+	}
+	return -1
+}
+
+var separatorPhrases = []string{
+	"below this line is a copy of the message",
+	"this is a copy of the message",
+	"copy of the message",
+	"original message follows",
+	"unsent message follows",
+	"returned message follows",
+	"message header follows",
+	"message headers follow",
+	"original message header",
+	"headers of the original message",
+	"header of original message",
+	"original message headers",
+	"text of the original message",
+	"message text follows",
+	"undelivered message follows",
+	"the original message",
+	"original message",
+	"returned message",
+	"undelivered message",
+	"rejected message",
+	"content-type: message/rfc822",
+	"content-type: text/rfc822-headers",
+	"content-type: message/global",
+	"content-type: text/rfc822-header",
+}
+
+// isSeparator reports whether a lowercased line introduces the original.
+// Lines that merely mention the original in a sentence ("The original
+// message was received at ...") are not separators: a separator is short
+// and either decorated (dashes, stars) or says "follows"/"below"/"copy".
+func isSeparator(l string) bool {
+	t := strings.TrimSpace(l)
+	if len(t) == 0 || len(t) > 120 {
+		return false
+	}
+	m := containsAny(t, separatorPhrases)
+	if m == "" {
+		return false
+	}
+	if strings.HasPrefix(t, "content-type:") {
+		return true
+	}
+	if strings.Contains(t, "was received at") || strings.Contains(t, "message was") {
+		return false
+	}
+	decorated := strings.ContainsAny(t[:1], "-=*_#[<(") || strings.HasSuffix(t, "-") || strings.HasSuffix(t, ":")
+	return decorated || strings.Contains(t, "follow") || strings.Contains(t, "below") || strings.Contains(t, "copy of") || strings.Contains(t, "attached")
+}
+
+// namedFields are header fields that mark a block as a message header
+// rather than DSN fields or a MIME part header.
+var namedFields = map[string]bool{
+	"received": true, "message-id": true, "return-path": true, "from": true,
+	"to": true, "subject": true, "date": true, "delivered-to": true,
+	"sender": true, "reply-to": true, "cc": true, "x-mailer": true,
+	"dkim-signature": true, "mime-version": true, "x-original-to": true,
+}
+
+// looksLikeOriginal reports whether h is plausibly a message header.
+func looksLikeOriginal(h header) bool {
+	named := 0
+	strong := false
+	for _, f := range h {
+		n := strings.ToLower(f.Name)
+		if namedFields[n] {
+			named++
+		}
+		if n == "message-id" || n == "received" || n == "return-path" || n == "date" {
+			strong = true
+		}
+	}
+	return named >= 2 && (strong || named >= 3) || (named >= 1 && strong && len(h) >= 2)
+}
+
+// findInlineOriginal finds the original's header block quoted in a text
+// part: after a separator line when there is one, else the first block of
+// lines that reads like a message header.
+func findInlineOriginal(t []byte) (original, bool) {
+	lt := lowerASCII(t)
+	if k := separatorIndex(lt); k >= 0 {
+		_, next := nextLine(t, k)
+		if o, ok := headerAfter(t[next:], "inline after separator"); ok {
+			return o, true
+		}
+		// Several separators (Sendmail writes one per section): look
+		// for the next one.
+		rest := t[next:]
+		for n := 0; n < 8; n++ {
+			k2 := separatorIndex(lowerASCII(rest))
+			if k2 < 0 {
+				break
+			}
+			_, nx := nextLine(rest, k2)
+			if o, ok := headerAfter(rest[nx:], "inline after separator"); ok {
+				return o, true
+			}
+			rest = rest[nx:]
+		}
+	}
+	return scanHeaderBlock(t)
+}
+
+// headerAfter parses the header block following a separator, skipping
+// blank lines, an unparsed MIME part header and quoting indentation.
+func headerAfter(b []byte, carrier string) (original, bool) {
+	for tries := 0; tries < 3; tries++ {
+		b = skipBlank(b)
+		if len(b) == 0 {
+			return original{}, false
+		}
+		hb := unindent(b)
+		h, off, _ := parseHeader(hb)
+		if looksLikeOriginal(h) {
+			return original{h, carrier}, true
+		}
+		if len(h) == 0 || off == 0 {
+			return original{}, false
+		}
+		if len(h.withoutMIME()) != 0 {
+			return original{}, false
+		}
+		// Only MIME fields: a part header; the original follows it.
+		if hb2 := len(hb); hb2 == len(b) {
+			b = b[off:]
+		} else {
+			return original{}, false
+		}
+	}
+	return original{}, false
+}
+
+// unindent removes a common quoting prefix ("> ", "| " or leading blanks)
+// from the block's lines, so indented originals parse as headers. It
+// returns b unchanged when the first line is not indented.
+func unindent(b []byte) []byte {
+	first, _ := nextLine(b, 0)
+	prefix := 0
+	for prefix < len(first) && (first[prefix] == ' ' || first[prefix] == '\t' || first[prefix] == '>' || first[prefix] == '|') {
+		prefix++
+	}
+	if prefix == 0 || prefix > 8 {
+		return b
+	}
+	pre := first[:prefix]
+	var out bytes.Buffer
+	for i := 0; i < len(b); {
+		line, next := nextLine(b, i)
+		if !bytes.HasPrefix(line, pre) {
+			if len(bytes.TrimSpace(line)) == 0 {
+				break
+			}
+			// A continuation indented differently, or the end.
+			if line[0] == ' ' || line[0] == '\t' {
+				out.Write(line)
+				out.WriteByte('\n')
+				i = next
+				continue
+			}
+			break
+		}
+		out.Write(line[prefix:])
+		out.WriteByte('\n')
+		i = next
+	}
+	return out.Bytes()
+}
+
+// scanHeaderBlock finds the first block of lines in t that parses as a
+// message header. Each attempt resumes after the block it tried, so the
+// scan stays linear.
+func scanHeaderBlock(t []byte) (original, bool) {
+	prevBlank := true
+	for i := 0; i < len(t); {
+		line, next := nextLine(t, i)
+		if prevBlank {
+			if name, _, ok := fieldLine(bytes.TrimLeft(line, " \t>")); ok && namedFields[strings.ToLower(string(name))] {
+				h, off, _ := parseHeader(unindent(t[i:]))
+				if looksLikeOriginal(h) {
+					return original{h, "inline header block"}, true
+				}
+				if off > 0 && len(bytes.TrimLeft(line, " \t>")) == len(line) {
+					// Resume after the block tried (same bytes, not unindented).
+					next = i + off
+				}
+			}
+		}
+		prevBlank = len(bytes.TrimSpace(line)) == 0
+		i = next
+	}
+	return original{}, false
+}
+
+// findMessageIDLine returns the first "Message-ID:" line's value found
+// anywhere in a text part, normalised.
+func findMessageIDLine(t []byte) string {
+	lt := []byte(lowerASCII(t))
+	for off := 0; off < len(lt); {
+		k := bytes.Index(lt[off:], []byte("message-id:"))
+		if k < 0 {
+			return ""
+		}
+		k += off
+		// Must start a line, possibly after quoting characters.
+		j := k
+		for j > 0 && (lt[j-1] == ' ' || lt[j-1] == '\t' || lt[j-1] == '>') {
+			j--
+		}
+		if j == 0 || lt[j-1] == '\n' {
+			line, _ := nextLine(t, k+len("message-id:"))
+			v := strings.TrimSpace(string(line))
+			if strings.Contains(v, "@") || strings.Contains(v, "<") {
+				if id := NormalizeMessageID(v); id != "" {
+					return id
+				}
+			}
+		}
+		off = k + len("message-id:")
+	}
+	return ""
+}
