@@ -1,0 +1,62 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// DKIM verifies the DKIM signatures of raw, the whole message as received,
+// and reports each with its alignment to the MAIL FROM domain. At most
+// MaxSignatures signatures are verified; later ones are ignored. A message
+// without signatures, or one too malformed to read a header from, gives nil.
+func (c *Checker) DKIM(ctx context.Context, raw []byte, mailFrom string) []DKIMSig {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	_, fromDomain := splitSender(mailFrom)
+
+	limit := c.MaxSignatures
+	if limit <= 0 {
+		limit = DefaultMaxSignatures
+	}
+	lookup := func(name string) ([]string, error) {
+		if !validName(name) {
+			return nil, invalidName(name)
+		}
+		txt, _, err := c.Resolver.LookupTXT(ctx, name)
+		// The library calls a key lookup error temporary when it is a
+		// net.Error whose Temporary() is true, permanent otherwise.
+		return txt, dnsError(err, name)
+	}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
+		LookupTXT:        lookup,
+		MaxVerifications: limit,
+	})
+	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
+		// The header could not be read, or verification broke in a way the
+		// library does not attribute to one signature; it then clears that
+		// signature's error, so no verification in verifs can be trusted.
+		return nil
+	}
+	out := make([]DKIMSig, 0, len(verifs))
+	for _, v := range verifs {
+		if v == nil {
+			continue
+		}
+		d := strings.ToLower(strings.TrimSuffix(v.Domain, "."))
+		s := DKIMSig{
+			Domain:  d,
+			Aligned: aligned(d, fromDomain),
+			Valid:   v.Err == nil,
+		}
+		if v.Err != nil {
+			s.TempError = dkim.IsTempFail(v.Err)
+			s.Err = v.Err.Error()
+		}
+		out = append(out, s)
+	}
+	return out
+}

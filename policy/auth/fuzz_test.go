@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzCheck feeds arbitrary messages and envelope senders through Check: no
+// panic, a one-line Reason, and a Verdict consistent with its parts.
+func FuzzCheck(f *testing.F) {
+	c, _ := newChecker(f, dkimZone(f)+spfZone)
+	c.Timeout = time.Second
+	ed, rk := testKeys(f)
+	signed := string(sign(f, plainMessage, "example.test", "ed", ed))
+	seeds := []struct{ raw, from string }{
+		{signed, "alice@example.test"},
+		{string(sign(f, plainMessage, "example.test", "rsa", rk)), "<bounce@mail.example.test>"},
+		{string(sign(f, signed, "other.test", "ed", ed)), "<>"},
+		{strings.Replace(signed, "Noon", "Dusk", 1), "x@pass.test"},
+		{plainMessage, "user@soft.test"},
+		{"", ""},
+		{"\r\n\r\n", "@"},
+		{"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=ed; h=from; bh=; b=\r\n\r\n", "a@b@c"},
+		{"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=; s=; h=From:From; l=99999; bh=AAAA; b=!!\r\nFrom: x\r\n\r\nbody", "<@r:x@example.test>"},
+		{"DKIM-Signature:\r\n\t\r\nFrom: a\r\n", "x@" + strings.Repeat("a.", 200) + "test"},
+		{strings.Repeat("DKIM-Signature: v=1; d=example.test\r\n", 50) + "\r\n", "x@example.test"},
+		{"no header at all", "x@example.test"},
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s.raw), s.from)
+	}
+	ip := netip.MustParseAddr("198.51.100.1")
+	f.Fuzz(func(t *testing.T, raw []byte, mailFrom string) {
+		v := c.Check(context.Background(), ip, "client.test", mailFrom, raw)
+		if strings.ContainsAny(v.Reason, "\r\n") {
+			t.Fatalf("Reason not one line: %q", v.Reason)
+		}
+		if v.Result != Combine(v.SPF, v.DKIM) {
+			t.Fatalf("Result %v disagrees with Combine(%q, %+v)", v.Result, v.SPF, v.DKIM)
+		}
+		if v.Result == Forged && v.SPF != SPFFail {
+			t.Fatalf("Forged without SPF fail: %+v", v)
+		}
+		if len(v.DKIM) > DefaultMaxSignatures {
+			t.Fatalf("%d signatures verified, limit %d", len(v.DKIM), DefaultMaxSignatures)
+		}
+		for _, s := range v.DKIM {
+			if s.Valid == (s.Err != "") {
+				t.Fatalf("signature valid=%v with Err %q", s.Valid, s.Err)
+			}
+		}
+	})
+}
