@@ -159,3 +159,6 @@ func (s *Server) Active() int64 { return s.active.Load() }
 func (s *Server) nextSessionID() string {
 	return s.prefix + "." + strconv.FormatUint(s.seq.Add(1), 36)
 }
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = gomilter.ErrServerClosed

@@ -1,0 +1,324 @@
+// Package config loads, validates and explains backscatter-milter's
+// configuration: embedded defaults, then a YAML file, then environment
+// (BACKSCATTER_…), then flags. Validation reports every bad key at once.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+//go:embed defaults.yaml
+var Defaults []byte
+
+// DefaultPath is read when no --config is given and the file exists.
+const DefaultPath = "/etc/backscatter-milter/config.yaml"
+
+// EnvPrefix prefixes environment overrides: BACKSCATTER_DNSBL_TIMEOUT=1s.
+const EnvPrefix = "BACKSCATTER"
+
+// Config is the whole configuration. Field tags are the YAML keys.
+type Config struct {
+	Listen          string         `mapstructure:"listen"`
+	Socket          Socket         `mapstructure:"socket"`
+	InternalBounce  InternalBounce `mapstructure:"internal_bounce"`
+	Mode            string         `mapstructure:"mode"`
+	OnError         string         `mapstructure:"on_error"`
+	LocalDomains    []string       `mapstructure:"local_domains"`
+	TrustedNetworks []string       `mapstructure:"trusted_networks"`
+	Relays          []string       `mapstructure:"relays"`
+	Resolver        string         `mapstructure:"resolver"`
+	Allowlist       Allowlist      `mapstructure:"allowlist"`
+	DNSBL           DNSBL          `mapstructure:"dnsbl"`
+	Thresholds      Thresholds     `mapstructure:"thresholds"`
+	Weights         map[string]int `mapstructure:"weights"`
+	BATV            BATV           `mapstructure:"batv"`
+	NDR             NDR            `mapstructure:"ndr_suppression"`
+	SentLog         SentLog        `mapstructure:"sent_log"`
+	Limits          Limits         `mapstructure:"limits"`
+	Log             Log            `mapstructure:"log"`
+	Metrics         Metrics        `mapstructure:"metrics"`
+	ShutdownTimeout Duration       `mapstructure:"shutdown_timeout"`
+
+	// Source says where the file part came from ("embedded defaults" or a path).
+	Source string `mapstructure:"-"`
+}
+
+type Socket struct {
+	Mode  string `mapstructure:"mode"`
+	Group string `mapstructure:"group"`
+}
+
+type InternalBounce struct {
+	Listen string `mapstructure:"listen"`
+	Action string `mapstructure:"action"`
+}
+
+type Allowlist struct {
+	ClientNetworks []string `mapstructure:"client_networks"`
+	Senders        []string `mapstructure:"senders"`
+	Recipients     []string `mapstructure:"recipients"`
+}
+
+type DNSBL struct {
+	Timeout        Duration `mapstructure:"timeout"`
+	MinTTL         Duration `mapstructure:"min_ttl"`
+	MaxTTL         Duration `mapstructure:"max_ttl"`
+	CacheSize      int      `mapstructure:"cache_size"`
+	HealthInterval Duration `mapstructure:"health_interval"`
+	FetchTXT       bool     `mapstructure:"fetch_txt"`
+	Zones          []any    `mapstructure:"zones"` // one-line strings or {zone, filter, weight, senders}
+}
+
+type Thresholds struct {
+	Tag        int `mapstructure:"tag"`
+	Quarantine int `mapstructure:"quarantine"`
+	Reject     int `mapstructure:"reject"`
+}
+
+type BATVKey struct {
+	ID   int    `mapstructure:"id"`
+	File string `mapstructure:"file"`
+}
+
+type BATV struct {
+	Enabled     bool      `mapstructure:"enabled"`
+	Syntax      string    `mapstructure:"syntax"`
+	Delimiter   string    `mapstructure:"delimiter"`
+	Keys        []BATVKey `mapstructure:"keys"`
+	CurrentKey  int       `mapstructure:"current_key"`
+	Lifetime    Duration  `mapstructure:"lifetime"`
+	GraceUntil  string    `mapstructure:"grace_until"`
+	GraceWeight int       `mapstructure:"grace_weight"`
+	Domains     []string  `mapstructure:"domains"`
+}
+
+type NDR struct {
+	Enabled                  bool   `mapstructure:"enabled"`
+	Require                  string `mapstructure:"require"`
+	UnknownIsUnauthenticated bool   `mapstructure:"unknown_is_unauthenticated"`
+	StripSuccessDSN          bool   `mapstructure:"strip_success_dsn"`
+}
+
+type Redis struct {
+	Addr     string `mapstructure:"addr"`
+	Username string `mapstructure:"username"`
+	Password string `mapstructure:"password"`
+	DB       int    `mapstructure:"db"`
+	Prefix   string `mapstructure:"prefix"`
+}
+
+type SentLog struct {
+	Backend string   `mapstructure:"backend"`
+	Path    string   `mapstructure:"path"`
+	TTL     Duration `mapstructure:"ttl"`
+	Redis   Redis    `mapstructure:"redis"`
+}
+
+type Limits struct {
+	BodyBytes   int      `mapstructure:"body_bytes"`
+	HeaderBytes int      `mapstructure:"header_bytes"`
+	Timeout     Duration `mapstructure:"timeout"`
+}
+
+type Log struct {
+	Format string `mapstructure:"format"`
+	Level  string `mapstructure:"level"`
+	File   string `mapstructure:"file"`
+}
+
+type Metrics struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// Duration is a time.Duration that also reads "7d" and "30d".
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	t := time.Duration(d)
+	if t >= 24*time.Hour && t%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(t/(24*time.Hour))) + "d"
+	}
+	return t.String()
+}
+
+// ParseDuration reads Go durations plus a whole-days form "7d".
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a duration (want e.g. 30s, 5m, 1h, 7d)", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (want e.g. 30s, 5m, 1h, 7d)", s)
+	}
+	return d, nil
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch v := data.(type) {
+	case string:
+		d, err := ParseDuration(v)
+		return Duration(d), err
+	case int:
+		return Duration(time.Duration(v) * time.Second), nil
+	case float64:
+		return Duration(time.Duration(v * float64(time.Second))), nil
+	}
+	return data, nil
+}
+
+// Flags declares the command-line overrides on fs.
+func Flags(fs *pflag.FlagSet) {
+	fs.String("config", "", "configuration file (YAML); default "+DefaultPath+" if it exists, else embedded defaults")
+	fs.String("listen", "", "milter socket: inet:HOST:PORT or unix:/PATH (overrides listen)")
+	fs.String("mode", "", "enforce or observe (overrides mode)")
+	fs.String("log-format", "", "json or console (overrides log.format)")
+	fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+}
+
+var flagKeys = map[string]string{"listen": "listen", "mode": "mode", "log-format": "log.format", "log-level": "log.level"}
+
+// Load reads the configuration: defaults, file (explicit path, else
+// DefaultPath if present), environment, flags (fs may be nil). It returns
+// the configuration and every problem found; a nil error means valid.
+func Load(path string, fs *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(Defaults)); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
+	source := "embedded defaults"
+	if path == "" {
+		if _, err := os.Stat(DefaultPath); err == nil {
+			path = DefaultPath
+		}
+	}
+	var problems Problems
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := v.MergeConfig(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("config %s: not valid YAML: %w", path, err)
+		}
+		source = path
+		problems = append(problems, unknownKeys(data)...)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for _, k := range v.AllKeys() {
+		_ = v.BindEnv(k) // AutomaticEnv alone does not reach nested keys in Unmarshal
+	}
+	if fs != nil {
+		for flag, key := range flagKeys {
+			if f := fs.Lookup(flag); f != nil && f.Changed {
+				v.Set(key, f.Value.String())
+			}
+		}
+	}
+	var c Config
+	err := v.Unmarshal(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, mapstructure.StringToSliceHookFunc(","))
+		dc.WeaklyTypedInput = true
+	})
+	if err != nil {
+		problems = append(problems, decodeProblems(err)...)
+	}
+	c.Source = source
+	problems = append(problems, c.Validate()...)
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
+		return &c, problems
+	}
+	return &c, nil
+}
+
+// Problem is one bad key.
+type Problem struct {
+	Key string
+	Msg string
+}
+
+// Problems is every bad key; it is the error Load returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d configuration error", len(ps))
+	if len(ps) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString(":")
+	for _, p := range ps {
+		fmt.Fprintf(&b, "\n  %s: %s", p.Key, p.Msg)
+	}
+	return b.String()
+}
+
+// AsProblems extracts the problem list from an error returned by Load.
+func AsProblems(err error) (Problems, bool) {
+	var ps Problems
+	ok := errors.As(err, &ps)
+	return ps, ok
+}
+
+func decodeProblems(err error) Problems {
+	var out Problems
+	var walk func(error)
+	walk = func(e error) {
+		var de *mapstructure.DecodeError
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, sub := range j.Unwrap() {
+				walk(sub)
+			}
+			return
+		}
+		if errors.As(e, &de) {
+			out = append(out, Problem{Key: de.Name(), Msg: de.Unwrap().Error()})
+			return
+		}
+		if u := errors.Unwrap(e); u != nil {
+			walk(u)
+			return
+		}
+		out = append(out, problemFromDecode(e.Error()))
+	}
+	walk(err)
+	return out
+}
+
+func problemFromDecode(msg string) Problem {
+	// mapstructure says: "'dnsbl.timeout' ..." — lift the key out.
+	if i := strings.IndexByte(msg, '\''); i >= 0 {
+		if j := strings.IndexByte(msg[i+1:], '\''); j >= 0 {
+			return Problem{Key: msg[i+1 : i+1+j], Msg: strings.TrimSpace(msg[i+j+2:])}
+		}
+	}
+	return Problem{Key: "(config)", Msg: msg}
+}

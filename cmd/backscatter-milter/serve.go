@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/milter"
+	"github.com/backscatter-milter/backscatter-milter/policy"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", stderr)
+	config.Flags(fs)
+	if done, code := parse(fs, args); done {
+		return code
+	}
+	path, _ := fs.GetString("config")
+	cfg, err := config.Load(path, fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		return exitUsage
+	}
+	comp, _ := cfg.Compile()
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		return exitUsage
+	}
+	defer log.Sync()
+	d, err := newDaemon(cfg, comp, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return exitFail
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGHUP {
+				d.reload(path, fs)
+				continue
+			}
+			d.shutdown()
+			return
+		}
+	}()
+	if err := d.wait(); err != nil {
+		log.Error("milter server stopped", zap.Error(err))
+		return exitFail
+	}
+	return exitOK
+}
+
+// daemon is a running milter: its listeners, servers and current runtime.
+type daemon struct {
+	log     *zap.Logger
+	cfg     *config.Config
+	rt      atomic.Pointer[runtime]
+	servers []*milter.Server
+	errs    chan error
+	wg      sync.WaitGroup
+	mu      sync.Mutex // serialises reloads
+	metrics *metricsServer
+	stop    sync.Once
+	stopped chan struct{} // closed when shutdown has finished
+}
+
+func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*daemon, error) {
+	d := &daemon{log: log, cfg: cfg, errs: make(chan error, 2), stopped: make(chan struct{})}
+	rt, err := build(cfg, comp, log, buildOptions{})
+	if err != nil {
+		return nil, err
+	}
+	d.rt.Store(rt)
+	d.metrics, err = startMetrics(cfg.Metrics.Listen, d, log)
+	if err != nil {
+		rt.close(false)
+		return nil, err
+	}
+	engine := func() *policy.Engine { return d.rt.Load().engine }
+	type role struct {
+		spec string
+		r    milter.Role
+	}
+	roles := []role{{cfg.Listen, milter.RoleSMTPD}}
+	if cfg.InternalBounce.Listen != "" {
+		roles = append(roles, role{cfg.InternalBounce.Listen, milter.RoleInternalBounce})
+	}
+	var lns []net.Listener
+	for _, ro := range roles {
+		ln, err := milter.Listen(ro.spec, milter.SocketOptions{Mode: comp.SocketMode, Group: cfg.Socket.Group})
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			rt.close(false)
+			return nil, err
+		}
+		lns = append(lns, ln)
+		srv := milter.NewServer(milter.Options{Role: ro.r, Engine: engine, Log: log, OnError: comp.OnError,
+			MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: d.metrics.observer()})
+		d.servers = append(d.servers, srv)
+		d.wg.Add(1)
+		go func(ln net.Listener) {
+			defer d.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, milter.ErrServerClosed) {
+				d.errs <- err
+			}
+		}(ln)
+		log.Info("listening", zap.String("listen", ro.spec), zap.String("role", roleName(ro.r)))
+	}
+	log.Info("started", zap.String("version", version), zap.String("config", cfg.Source),
+		zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)), zap.Bool("batv", cfg.BATV.Enabled),
+		zap.Bool("ndr_suppression", cfg.NDR.Enabled), zap.String("sent_log", cfg.SentLog.Backend))
+	return d, nil
+}
+
+func roleName(r milter.Role) string {
+	if r == milter.RoleInternalBounce {
+		return "internal-bounce"
+	}
+	return "smtpd"
+}
+
+// wait blocks until the daemon has shut down (a signal) or a server failed.
+func (d *daemon) wait() error {
+	select {
+	case err := <-d.errs:
+		d.shutdown()
+		return err
+	case <-d.stopped:
+		return nil
+	}
+}
+
+// shutdown stops accepting connections and lets sessions in flight finish,
+// up to shutdown_timeout; then it closes what is left.
+func (d *daemon) shutdown() {
+	d.stop.Do(d.drain)
+	<-d.stopped
+}
+
+func (d *daemon) drain() {
+	defer close(d.stopped)
+	d.log.Info("shutting down: draining sessions", zap.Stringer("deadline", d.cfg.ShutdownTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range d.servers {
+		wg.Add(1)
+		go func(s *milter.Server) {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				d.log.Warn("sessions still open at the deadline: closing them", zap.Error(err))
+				s.Close()
+			}
+		}(s)
+	}
+	wg.Wait()
+	d.wg.Wait()
+	d.metrics.close()
+	d.rt.Load().close(false)
+	d.log.Info("stopped")
+}
+
+// reload reads the configuration again. A bad configuration is logged and
+// the running one kept; a good one replaces the engine for new messages
+// (messages in flight finish with the engine they started with).
+func (d *daemon) reload(path string, fs *pflag.FlagSet) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cfg, err := config.Load(path, fs)
+	if err != nil {
+		d.log.Error("reload refused: the running configuration stays", zap.Error(err))
+		d.metrics.reloaded(false)
+		return
+	}
+	comp, _ := cfg.Compile()
+	old := d.rt.Load()
+	if cfg.Listen != d.cfg.Listen || cfg.InternalBounce.Listen != d.cfg.InternalBounce.Listen {
+		d.log.Warn("listen addresses change only at restart")
+	}
+	// The sent log is kept across reloads: bbolt allows one opener per file.
+	keep := cfg.SentLog == old.cfg.SentLog
+	if !keep {
+		d.log.Warn("sent_log changes only at restart; keeping the running one")
+	}
+	rt, err := build(cfg, comp, d.log, buildOptions{store: old.store, authStore: old.engine.AuthMemory})
+	if err != nil {
+		d.log.Error("reload failed: the running configuration stays", zap.Error(err))
+		d.metrics.reloaded(false)
+		return
+	}
+	d.rt.Store(rt)
+	old.close(true)
+	d.log.Info("configuration reloaded", zap.String("config", cfg.Source), zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)))
+	d.metrics.reloaded(true)
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/dnsbl"
+	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/policy"
+	"github.com/backscatter-milter/backscatter-milter/policy/auth"
+	"github.com/backscatter-milter/backscatter-milter/policy/batv"
+	"github.com/backscatter-milter/backscatter-milter/policy/sent"
+)
+
+// runtime is everything built from one configuration.
+type runtime struct {
+	cfg     *config.Config
+	comp    *config.Compiled
+	engine  *policy.Engine
+	lists   *dnsbl.Checker // nil without zones
+	store   sent.Store     // nil in offline tests
+	stopBg  context.CancelFunc
+	resolve resolver.Resolver
+}
+
+// buildOptions tune build for the commands that are not the server.
+type buildOptions struct {
+	offline   bool       // no DNS at all (test --offline)
+	store     sent.Store // use this sent log instead of opening one
+	noHealth  bool       // do not start periodic zone health checks
+	authStore *policy.AuthMemory
+}
+
+// build turns a valid configuration into a working engine.
+func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOptions) (*runtime, error) {
+	rt := &runtime{cfg: cfg, comp: comp}
+	eng := &policy.Engine{S: comp.Settings, AuthMemory: o.authStore}
+	if eng.AuthMemory == nil {
+		eng.AuthMemory = policy.NewAuthMemory(100_000, 7*24*time.Hour)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	rt.stopBg = cancel
+
+	if !o.offline {
+		r, err := resolver.New(cfg.Resolver, cfg.DNSBL.Timeout.D())
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("resolver: %w", err)
+		}
+		rt.resolve = r
+		if len(comp.Zones) > 0 {
+			c, err := dnsbl.New(comp.Zones, r, dnsbl.Options{
+				Timeout: cfg.DNSBL.Timeout.D(), MinTTL: cfg.DNSBL.MinTTL.D(), MaxTTL: cfg.DNSBL.MaxTTL.D(),
+				CacheSize: cfg.DNSBL.CacheSize, FetchTXT: cfg.DNSBL.FetchTXT, Logger: log.Named("dnsbl"),
+			})
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("dnsbl: %w", err)
+			}
+			rt.lists = c
+			eng.Lists = listsAdapter{c}
+			if !o.noHealth {
+				go c.RunHealth(bg, cfg.DNSBL.HealthInterval.D())
+			}
+		}
+		eng.Auth = returnPath{&auth.Checker{Resolver: r, Timeout: cfg.Limits.Timeout.D()}}
+	}
+
+	if cfg.BATV.Enabled {
+		s := &batv.Signer{Keys: comp.BATVKeys, Current: cfg.BATV.CurrentKey, Lifetime: cfg.BATV.Lifetime.D(),
+			Syntax: comp.BATVSyntax, Delimiter: cfg.BATV.Delimiter}
+		if err := s.Validate(); err != nil {
+			cancel()
+			return nil, err
+		}
+		eng.Tagger = tagger{s: s, domains: comp.BATVDoms, graceUntil: comp.GraceUntil}
+	}
+
+	switch {
+	case o.store != nil:
+		rt.store = o.store
+	case cfg.SentLog.Backend == "memory":
+		rt.store = sent.NewMemory(cfg.SentLog.TTL.D())
+	case cfg.SentLog.Backend == "redis":
+		st, err := sent.NewRedis(sent.RedisOptions{Addr: cfg.SentLog.Redis.Addr, Username: cfg.SentLog.Redis.Username,
+			Password: cfg.SentLog.Redis.Password, DB: cfg.SentLog.Redis.DB, Prefix: cfg.SentLog.Redis.Prefix}, cfg.SentLog.TTL.D())
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("sent_log: %w", err)
+		}
+		rt.store = st
+	default:
+		st, err := sent.OpenBolt(cfg.SentLog.Path, cfg.SentLog.TTL.D())
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("sent_log.path: %w", err)
+		}
+		rt.store = st
+	}
+	eng.Sent = rt.store
+	rt.engine = eng
+	return rt, nil
+}
+
+// close releases what build opened, except a store passed in by the caller.
+func (rt *runtime) close(keepStore bool) {
+	rt.stopBg()
+	if rt.store != nil && !keepStore {
+		rt.store.Close()
+	}
+}
+
+// listsAdapter presents a dnsbl.Checker to the policy.
+type listsAdapter struct{ c *dnsbl.Checker }
+
+func (a listsAdapter) Start(ctx context.Context, ip netip.Addr, bounceClass bool) policy.PendingLists {
+	return pendingAdapter{a.c.Start(ctx, ip, bounceClass)}
+}
+
+type pendingAdapter struct{ p *dnsbl.Pending }
+
+func (p pendingAdapter) Wait(ctx context.Context) ([]policy.Listing, []string) {
+	res := p.p.Wait(ctx)
+	return listings(res)
+}
+
+// listings turns a dnsbl result into policy listings and notes.
+func listings(res dnsbl.Result) ([]policy.Listing, []string) {
+	var ls []policy.Listing
+	var notes []string
+	for _, z := range res.Zones {
+		switch z.Status {
+		case dnsbl.StatusListed:
+			detail := joinAddrs(z.Answers)
+			if z.TXT != "" {
+				detail += " " + z.TXT
+			}
+			ls = append(ls, policy.Listing{Zone: z.Zone.Name, Weight: z.Weight, Detail: detail})
+		case dnsbl.StatusError:
+			notes = append(notes, fmt.Sprintf("dnsbl %s: %s (no evidence)", z.Zone.Name, z.ErrKind))
+		case dnsbl.StatusSkippedHealth:
+			notes = append(notes, fmt.Sprintf("dnsbl %s: skipped, unhealthy", z.Zone.Name))
+		}
+	}
+	return ls, notes
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// tagger presents a batv.Signer to the policy.
+type tagger struct {
+	s          *batv.Signer
+	domains    []string
+	graceUntil time.Time
+}
+
+func (t tagger) Enabled(domain string) bool {
+	return len(t.domains) == 0 || slices.Contains(t.domains, strings.ToLower(domain))
+}
+func (t tagger) Sign(addr string) (string, error) { return t.s.Sign(addr) }
+func (t tagger) Verify(addr string) policy.TagStatus {
+	switch t.s.Verify(addr).Status {
+	case batv.StatusOK:
+		return policy.TagOK
+	case batv.StatusMissing:
+		return policy.TagMissing
+	case batv.StatusExpired:
+		return policy.TagExpired
+	}
+	return policy.TagBad
+}
+func (t tagger) Grace(now time.Time) bool { return !t.graceUntil.IsZero() && now.Before(t.graceUntil) }
+
+// returnPath presents an auth.Checker to the policy.
+type returnPath struct{ c *auth.Checker }
+
+func (r returnPath) SPF(ctx context.Context, ip netip.Addr, helo, mailFrom string) (string, string, error) {
+	if !ip.IsValid() {
+		return auth.SPFNone, "", nil
+	}
+	return r.c.SPF(ctx, ip, helo, mailFrom)
+}
+
+func (r returnPath) Result(ctx context.Context, spf string, raw []byte, mailFrom string) (policy.AuthResult, string) {
+	var sigs []auth.DKIMSig
+	if raw != nil && spf != auth.SPFPass {
+		sigs = r.c.DKIM(ctx, raw, mailFrom)
+	}
+	res := auth.Combine(spf, sigs)
+	why := "spf=" + spf
+	for _, s := range sigs {
+		state := "fail"
+		if s.Valid {
+			state = "pass"
+		}
+		why += fmt.Sprintf(" dkim=%s(d=%s aligned=%v)", state, s.Domain, s.Aligned)
+	}
+	switch res {
+	case auth.Authenticated:
+		return policy.Authenticated, why
+	case auth.Forged:
+		return policy.Forged, why
+	case auth.Unknown:
+		return policy.AuthUnknown, why
+	}
+	return policy.Unauthenticated, why
+}
+
+func (r returnPath) HasAlignedSignature(sigs []string, mailFrom string) bool {
+	from := policy.Domain(mailFrom)
+	if from == "" {
+		return false
+	}
+	for _, s := range sigs {
+		for _, tag := range strings.Split(s, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(tag), "=")
+			if ok && strings.TrimSpace(k) == "d" {
+				d := strings.ToLower(strings.Join(strings.Fields(v), ""))
+				if auth.OrgDomain(d) == auth.OrgDomain(from) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

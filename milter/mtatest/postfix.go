@@ -1,0 +1,378 @@
+package mtatest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// PostfixOptions configures a private Postfix.
+type PostfixOptions struct {
+	// MilterAddr goes to smtpd_milters, e.g. "inet:127.0.0.1:8899" or
+	// "unix:/path/milter.sock"; empty: no milter for SMTP mail.
+	MilterAddr string
+	// NonSMTPDMilterAddr goes to non_smtpd_milters with
+	// internal_mail_filter_classes = bounce, so the milter sees the
+	// bounces Postfix writes itself.
+	NonSMTPDMilterAddr string
+	// MilterDefaultAction is milter_default_action; default "tempfail".
+	MilterDefaultAction string
+	// Hostname is myhostname, fully qualified; default "mx.example.org".
+	Hostname string
+	// MyNetworks is mynetworks, the trusted clients; default
+	// "127.0.0.1/32", so 127.0.0.2 and up are untrusted.
+	MyNetworks string
+	// RelayDomains are accepted from untrusted clients and relayed; default
+	// example.org.
+	RelayDomains []string
+	// Relay receives all relayed mail (relayhost); nil starts a new Sink.
+	Relay *Sink
+	// Transports routes domains elsewhere than Relay (transport_maps):
+	// domain → next hop, e.g. "reject.example.net" → "smtp:" + sink.Addr
+	// of a Sink started with RejectRcpt, to make Postfix write a bounce.
+	Transports map[string]string
+	// Main holds extra main.cf settings; they override the template.
+	Main map[string]string
+	// MasterLines are extra master.cf lines.
+	MasterLines []string
+}
+
+// Postfix is a running private Postfix.
+type Postfix struct {
+	Dir      string // config directory (postfix -c Dir), queue, data, maillog
+	SMTPAddr string // 127.0.0.1:PORT where smtpd listens
+	Port     int
+	Sink     *Sink // where relayed mail goes (PostfixOptions.Relay or a new one)
+}
+
+// RequirePostfix skips (or fails, see Require) when a private Postfix cannot
+// run here.
+func RequirePostfix(t testing.TB) {
+	t.Helper()
+	Require(t, "postfix", "postconf", "postqueue", "postsuper", "smtp-sink", "/usr/lib/postfix/sbin/master")
+	requireRoot(t)
+}
+
+// StartPostfix writes a configuration under a new temporary directory,
+// starts Postfix and waits until smtpd answers. t.Cleanup stops it.
+func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
+	t.Helper()
+	RequirePostfix(t)
+	start := time.Now()
+	if o.MilterDefaultAction == "" {
+		o.MilterDefaultAction = "tempfail"
+	}
+	if o.Hostname == "" {
+		o.Hostname = "mx.example.org"
+	}
+	if !strings.Contains(o.Hostname, ".") {
+		t.Fatalf("mtatest: Postfix hostname %q must be fully qualified", o.Hostname)
+	}
+	if o.MyNetworks == "" {
+		o.MyNetworks = "127.0.0.1/32"
+	}
+	if o.RelayDomains == nil {
+		o.RelayDomains = []string{"example.org"}
+	}
+	p := &Postfix{Dir: t.TempDir(), Sink: o.Relay}
+	if p.Sink == nil {
+		p.Sink = StartSink(t, SinkOptions{})
+	}
+	for _, d := range []string{"queue", "data"} {
+		if err := os.Mkdir(filepath.Join(p.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Postfix's daemons (user postfix) write data_directory.
+	if err := chownToUser(filepath.Join(p.Dir, "data"), "postfix"); err != nil {
+		t.Fatalf("mtatest: %v", err)
+	}
+	transportMaps := ""
+	if len(o.Transports) > 0 {
+		var b strings.Builder
+		for _, dom := range sortedKeys(o.Transports) {
+			fmt.Fprintf(&b, "%s %s\n", dom, o.Transports[dom])
+		}
+		f := filepath.Join(p.Dir, "transport")
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		transportMaps = "texthash:" + f
+	}
+	classes := ""
+	if o.NonSMTPDMilterAddr != "" {
+		classes = "bounce"
+	}
+	p.Port = FreePort(t)
+	p.SMTPAddr = fmt.Sprintf("127.0.0.1:%d", p.Port)
+	vars := map[string]string{
+		"Dir":                   p.Dir,
+		"Hostname":              o.Hostname,
+		"RelayDomains":          strings.Join(o.RelayDomains, ", "),
+		"Relayhost":             "[127.0.0.1]:" + strconv.Itoa(p.Sink.Port),
+		"TransportMaps":         transportMaps,
+		"MyNetworks":            o.MyNetworks,
+		"MilterAddr":            o.MilterAddr,
+		"NonSMTPDMilterAddr":    o.NonSMTPDMilterAddr,
+		"InternalFilterClasses": classes,
+		"MilterDefaultAction":   o.MilterDefaultAction,
+		"SMTPListen":            p.SMTPAddr,
+	}
+	main := render(t, "postfix/main.cf.tmpl", vars) + "\n" + readTestdata(t, "postfix/milter.cf")
+	if len(o.Main) > 0 {
+		main += "\n# PostfixOptions.Main\n"
+		for _, k := range sortedKeys(o.Main) {
+			main += k + " = " + o.Main[k] + "\n"
+		}
+	}
+	master := render(t, "postfix/master.cf.tmpl", vars)
+	for _, l := range o.MasterLines {
+		master += l + "\n"
+	}
+	writeFile(t, filepath.Join(p.Dir, "main.cf"), main)
+	writeFile(t, filepath.Join(p.Dir, "master.cf"), master)
+
+	if out, err := p.postfix("start"); err != nil {
+		t.Fatalf("mtatest: postfix start: %v\n%s\nmaillog:\n%s", err, out, p.Log())
+	}
+	t.Cleanup(p.stop)
+	if err := waitListening(p.SMTPAddr, 30*time.Second, nil); err != nil {
+		t.Fatalf("mtatest: postfix: %v\nmaillog:\n%s", err, p.Log())
+	}
+	t.Logf("mtatest: Postfix on %s (dir %s, relay %s) started in %v", p.SMTPAddr, p.Dir, p.Sink.Addr, time.Since(start).Round(time.Millisecond))
+	return p
+}
+
+func (p *Postfix) env() []string { return []string{"MAIL_CONFIG=" + p.Dir} }
+
+func (p *Postfix) postfix(args ...string) (string, error) {
+	return runCmd(60*time.Second, p.env(), mustPath("postfix"), append([]string{"-c", p.Dir}, args...)...)
+}
+
+// stop runs "postfix stop", waits for the master to exit and kills what is
+// left of this instance: processes whose MAIL_CONFIG is this directory.
+func (p *Postfix) stop() {
+	pid := p.masterPID()
+	_, _ = p.postfix("stop")
+	if pid > 0 && !waitFor(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, child := range processesWithEnv("MAIL_CONFIG=" + p.Dir) {
+		_ = syscall.Kill(child, syscall.SIGKILL)
+	}
+}
+
+func (p *Postfix) masterPID() int {
+	b, err := os.ReadFile(filepath.Join(p.Dir, "queue", "pid", "master.pid"))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// Send sends one message from 127.0.0.1 (trusted by default) in its own
+// session and fails the test on a network error; SMTP rejections are in
+// the result.
+func (p *Postfix) Send(t testing.TB, m SMTPMessage) MessageResult {
+	t.Helper()
+	return sendOne(t, p.SMTPAddr, Session{Messages: []SMTPMessage{m}})
+}
+
+// SendSession runs a whole session; see SendSession.
+func (p *Postfix) SendSession(t testing.TB, s Session) SessionResult {
+	t.Helper()
+	return sendSession(t, p.SMTPAddr, s)
+}
+
+func sendOne(t testing.TB, addr string, s Session) MessageResult {
+	t.Helper()
+	res := sendSession(t, addr, s)
+	if len(res.Messages) == 0 {
+		return MessageResult{}
+	}
+	return res.Messages[0]
+}
+
+func sendSession(t testing.TB, addr string, s Session) SessionResult {
+	t.Helper()
+	res, err := SendSession(addr, s)
+	if err != nil {
+		t.Fatalf("mtatest: SMTP session with %s: %v (replies so far: %+v)", addr, err, res)
+	}
+	return res
+}
+
+// QueueEntry is one message in Postfix's queue, as "postqueue -j" lists it.
+type QueueEntry struct {
+	QueueName    string           `json:"queue_name"` // incoming, active, deferred, hold, ...
+	QueueID      string           `json:"queue_id"`
+	ArrivalTime  int64            `json:"arrival_time"`
+	MessageSize  int64            `json:"message_size"`
+	ForcedExpire bool             `json:"forced_expire"`
+	Sender       string           `json:"sender"`
+	Recipients   []QueueRecipient `json:"recipients"`
+}
+
+// QueueRecipient is one recipient of a QueueEntry.
+type QueueRecipient struct {
+	Address     string `json:"address"`
+	DelayReason string `json:"delay_reason"`
+}
+
+// Queue lists the messages in the queue (all queues, hold included).
+func (p *Postfix) Queue() ([]QueueEntry, error) {
+	out, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.Dir, "-j")
+	if err != nil {
+		return nil, err
+	}
+	var q []QueueEntry
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var e QueueEntry
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("postqueue -j: %w", err)
+		}
+		q = append(q, e)
+	}
+	return q, nil
+}
+
+// WaitQueue waits until cond holds for the queue; it fails the test after
+// timeout and shows the queue and the log.
+func (p *Postfix) WaitQueue(t testing.TB, timeout time.Duration, what string, cond func([]QueueEntry) bool) []QueueEntry {
+	t.Helper()
+	var q []QueueEntry
+	var err error
+	if !waitFor(timeout, func() bool {
+		q, err = p.Queue()
+		return err == nil && cond(q)
+	}) {
+		t.Fatalf("mtatest: Postfix queue: no %s after %v (err %v); queue %+v\nmaillog:\n%s", what, timeout, err, q, p.Log())
+	}
+	return q
+}
+
+// WaitQueueEmpty waits until the queue, hold queue included, is empty.
+func (p *Postfix) WaitQueueEmpty(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	p.WaitQueue(t, timeout, "empty queue", func(q []QueueEntry) bool { return len(q) == 0 })
+}
+
+// Held returns the messages on hold (quarantined by a milter).
+func (p *Postfix) Held() ([]QueueEntry, error) {
+	q, err := p.Queue()
+	var held []QueueEntry
+	for _, e := range q {
+		if e.QueueName == "hold" {
+			held = append(held, e)
+		}
+	}
+	return held, err
+}
+
+// Flush asks Postfix to deliver the deferred queue now (postqueue -f).
+func (p *Postfix) Flush() error {
+	_, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.Dir, "-f")
+	return err
+}
+
+// Release moves a held message back to the active queue (postsuper -H).
+func (p *Postfix) Release(queueID string) error {
+	_, err := runCmd(30*time.Second, p.env(), mustPath("postsuper"), "-c", p.Dir, "-H", queueID)
+	return err
+}
+
+// Log returns the maillog so far.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
+	return string(b)
+}
+
+// WaitLog waits until the maillog contains substr and returns the log.
+func (p *Postfix) WaitLog(t testing.TB, substr string, timeout time.Duration) string {
+	t.Helper()
+	return waitLog(t, "Postfix", p.Log, substr, timeout)
+}
+
+func waitLog(t testing.TB, who string, read func() string, substr string, timeout time.Duration) string {
+	t.Helper()
+	var log string
+	if !waitFor(timeout, func() bool { log = read(); return strings.Contains(log, substr) }) {
+		t.Fatalf("mtatest: %s log lacks %q after %v:\n%s", who, substr, timeout, log)
+	}
+	return log
+}
+
+func render(t testing.TB, name string, vars map[string]string) string {
+	t.Helper()
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(readTestdata(t, name))
+	if err != nil {
+		t.Fatalf("mtatest: template %s: %v", name, err)
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, vars); err != nil {
+		t.Fatalf("mtatest: template %s: %v", name, err)
+	}
+	return b.String()
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func mustPath(name string) string {
+	p, err := lookPath(name)
+	if err != nil {
+		return name // the Require check already ran; the error surfaces at exec
+	}
+	return p
+}
+
+// processesWithEnv lists the processes whose environment holds the exact
+// entry kv, to find what is left of one private instance.
+func processesWithEnv(kv string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, v := range bytes.Split(b, []byte{0}) {
+			if string(v) == kv {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}

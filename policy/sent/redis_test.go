@@ -1,0 +1,292 @@
+package sent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// requireBinary skips when name is absent, unless integration tests are
+// required (BACKSCATTER_REQUIRE_INTEGRATION=1), where it fails.
+func requireBinary(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("BACKSCATTER_REQUIRE_INTEGRATION") == "1" {
+		t.Fatalf("%s not found and BACKSCATTER_REQUIRE_INTEGRATION=1: install it (apt-get install redis-server)", name)
+	}
+	t.Skipf("%s not found: skipping the Redis integration test (set BACKSCATTER_REQUIRE_INTEGRATION=1 to make this fatal)", name)
+	return ""
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRedis runs a private redis-server on a random loopback port, without
+// persistence, and stops it when the test ends. It returns host:port.
+func startRedis(t *testing.T, extraArgs ...string) string {
+	t.Helper()
+	bin := requireBinary(t, "redis-server")
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port := freePort(t)
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extraArgs...)
+		cmd := exec.Command(bin, args...)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop := func() {
+			cmd.Process.Kill()
+			<-exited
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err := waitRedis(addr, exited); err != nil {
+			stop()
+			lastErr = fmt.Errorf("%v\n%s", err, out.String())
+			continue // most likely the port was taken meanwhile
+		}
+		t.Cleanup(stop)
+		return addr
+	}
+	t.Fatalf("redis-server did not start: %v", lastErr)
+	return ""
+}
+
+// waitRedis waits until addr answers PING (any answer: an auth error counts).
+func waitRedis(addr string, exited <-chan error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server exited: %v", err)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			_, werr := c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 64)
+			n, rerr := c.Read(buf)
+			c.Close()
+			if werr == nil && rerr == nil && n > 0 {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("no answer within 10s")
+}
+
+func TestRedis(t *testing.T) {
+	addr := startRedis(t)
+	var n atomic.Int64
+	open := func(t *testing.T, ttl time.Duration) harness {
+		// A prefix per harness keeps subtests apart on one server.
+		opts := RedisOptions{Addr: addr, Prefix: fmt.Sprintf("test%d:", n.Add(1))}
+		s, err := NewRedis(opts, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		h := harness{
+			store: s,
+			now:   time.Now,
+			// Redis expires keys on its own clock: wait for real.
+			advance: func(d time.Duration) { time.Sleep(d) },
+		}
+		h.reopen = func() Store {
+			// Another MTA of the fleet (or this one restarted) sees the log.
+			h.store.Close()
+			s2, err := NewRedis(opts, ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.store = s2
+			return s2
+		}
+		t.Cleanup(func() { h.store.Close() })
+		return h
+	}
+	// Short TTL, because Redis cannot be fast-forwarded; long enough that a
+	// loaded machine does not expire entries before the test looks.
+	testStore(t, open, 2*time.Second, true)
+}
+
+func TestRedisKeysAndPrefix(t *testing.T) {
+	addr := startRedis(t)
+	ctx := context.Background()
+	s, err := NewRedis(RedisOptions{Addr: addr}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Record(ctx, "<K@Example.ORG>", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := DefaultRedisPrefix + "m:K@example.org"
+	ttl, err := s.client.TTL(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("TTL of %s = %s, want about 1h", key, ttl)
+	}
+	other, err := NewRedis(RedisOptions{Addr: addr, Prefix: "other:"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if ok, err := other.Seen(ctx, "K@example.org"); err != nil || ok {
+		t.Errorf("other prefix sees the entry: %v, %v", ok, err)
+	}
+}
+
+func TestRedisAuth(t *testing.T) {
+	const password = "correct-horse-battery-staple"
+	addr := startRedis(t, "--requirepass", password)
+	ctx := context.Background()
+
+	good, err := NewRedis(RedisOptions{Addr: addr, Password: password, DB: 1}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if err := good.Record(ctx, "auth@x", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := good.Seen(ctx, "auth@x"); err != nil || !ok {
+		t.Fatalf("Seen = %v, %v", ok, err)
+	}
+
+	const wrong = "wrong-password-4711"
+	bad, err := NewRedis(RedisOptions{Addr: addr, Password: wrong}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	_, err = bad.Seen(ctx, "auth@x")
+	if err == nil {
+		t.Fatal("wrong password: no error")
+	}
+	out := []string{err.Error(), bad.Ping(ctx).Error(), bad.String(), fmt.Sprintf("%v %+v %#v", bad.opts, bad.opts, bad.opts), good.String()}
+	for _, o := range out {
+		if strings.Contains(o, wrong) || strings.Contains(o, password) {
+			t.Errorf("password shown: %s", o)
+		}
+	}
+}
+
+// deadRedisCases are servers that never answer properly.
+func deadRedisCases(t *testing.T) map[string]string {
+	// Nothing listens: connection refused.
+	refused := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	// Accepts and never answers: must hit the read timeout, not hang.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return map[string]string{"refused": refused, "silent": l.Addr().String()}
+}
+
+func TestRedisDeadFailsFast(t *testing.T) {
+	const password = "never-shown-password"
+	for name, addr := range deadRedisCases(t) {
+		t.Run(name, func(t *testing.T) {
+			s, err := NewRedis(RedisOptions{
+				Addr: addr, Password: password,
+				DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+			}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			done := make(chan error, 2)
+			go func() {
+				_, err := s.Seen(context.Background(), "dead@x")
+				done <- err
+				done <- s.Record(context.Background(), "dead@x", time.Now())
+			}()
+			for i := 0; i < 2; i++ {
+				select {
+				case err := <-done:
+					if err == nil {
+						t.Fatal("no error from a dead Redis")
+					}
+					if strings.Contains(err.Error(), password) {
+						t.Errorf("password in error: %v", err)
+					}
+				case <-time.After(15 * time.Second):
+					// Far above the 200 ms timeouts: this catches a hang,
+					// it does not measure speed.
+					t.Fatal("Redis call hangs instead of failing")
+				}
+			}
+		})
+	}
+}
+
+func TestNewRedisErrors(t *testing.T) {
+	for _, o := range []RedisOptions{{DB: -1}, {PoolSize: -3}} {
+		if s, err := NewRedis(o, 0); err == nil {
+			s.Close()
+			t.Errorf("NewRedis(%v): no error", o)
+		}
+	}
+	s, err := NewRedis(RedisOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.opts.Addr != DefaultRedisAddr || s.opts.Prefix != DefaultRedisPrefix || s.ttl != DefaultTTL {
+		t.Errorf("defaults not applied: %v ttl %s", s.opts, s.ttl)
+	}
+}

@@ -1,0 +1,141 @@
+package sent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// DefaultTTL is how long an entry is kept when a constructor gets ttl ≤ 0.
+// Bounces and auto-replies normally come back within days; 30 days covers
+// slow retry queues and vacation replies to long threads.
+const DefaultTTL = 30 * 24 * time.Hour
+
+// MaxKeyLen bounds a normalised Message-ID or sender. RFC 5322 lines are at
+// most 998 octets, so anything longer did not come from a header.
+const MaxKeyLen = 998
+
+// Errors returned by every backend.
+var (
+	ErrEmpty   = errors.New("sent: empty Message-ID or address")
+	ErrTooLong = fmt.Errorf("sent: Message-ID or address longer than %d bytes", MaxKeyLen)
+	ErrInvalid = errors.New("sent: Message-ID or address contains spaces, control characters or angle brackets")
+	ErrClosed  = errors.New("sent: store is closed")
+)
+
+// Store is a log of sent mail with expiry. Implementations are safe for
+// concurrent use. at is when the message was sent: the entry lives until
+// at + TTL, and an at later than now (clock skew) counts as now. Record and
+// Seen normalise their argument (NormalizeMessageID, NormalizeSender), so
+// callers may pass header values with angle brackets.
+type Store interface {
+	Record(ctx context.Context, messageID string, at time.Time) error
+	Seen(ctx context.Context, messageID string) (bool, error)
+	// RecordSender and SeenSender do the same for envelope senders, in a
+	// namespace of their own.
+	RecordSender(ctx context.Context, addr string, at time.Time) error
+	SeenSender(ctx context.Context, addr string) (bool, error)
+	Close() error
+}
+
+// Key prefixes keep Message-IDs and senders apart in one keyspace.
+const (
+	kindMessageID = "m:"
+	kindSender    = "s:"
+)
+
+// NormalizeMessageID returns the canonical form of a Message-ID: surrounding
+// spaces and one pair of angle brackets removed, and the part after the last
+// '@' (the domain, case-insensitive) lowercased. The left part stays as is:
+// it is case-sensitive, and generators rely on that.
+func NormalizeMessageID(id string) (string, error) {
+	id, err := trim(id)
+	if err != nil {
+		return "", err
+	}
+	if at := strings.LastIndexByte(id, '@'); at >= 0 {
+		return id[:at+1] + lowerASCII(id[at+1:]), nil
+	}
+	return id, nil
+}
+
+// NormalizeSender returns the canonical form of an envelope sender: like a
+// Message-ID, but lowercased entirely, because a bounce may come back to our
+// address with its case changed by the remote MTA.
+func NormalizeSender(addr string) (string, error) {
+	addr, err := trim(addr)
+	if err != nil {
+		return "", err
+	}
+	return lowerASCII(addr), nil
+}
+
+func trim(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	switch {
+	case s == "":
+		return "", ErrEmpty
+	case len(s) > MaxKeyLen:
+		return "", ErrTooLong
+	}
+	for i := 0; i < len(s); i++ {
+		// Brackets left inside mean a list or a broken header, not one ID.
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
+			return "", ErrInvalid
+		}
+	}
+	return s, nil
+}
+
+// lowerASCII lowercases ASCII letters only, so that the result is the same
+// whatever the bytes (no Unicode folding of invalid UTF-8).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func messageIDKey(id string) (string, error) {
+	n, err := NormalizeMessageID(id)
+	if err != nil {
+		return "", err
+	}
+	return kindMessageID + n, nil
+}
+
+func senderKey(addr string) (string, error) {
+	n, err := NormalizeSender(addr)
+	if err != nil {
+		return "", err
+	}
+	return kindSender + n, nil
+}
+
+// expiry is when an entry recorded at at, with the given ttl, stops counting.
+func expiry(at, now time.Time, ttl time.Duration) time.Time {
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	return at.Add(ttl)
+}
+
+func orDefault(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return DefaultTTL
+	}
+	return ttl
+}
