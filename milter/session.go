@@ -289,7 +289,13 @@ func (s *session) apply(m gomilter.Modifier, v *policy.Verdict) *gomilter.Respon
 		}
 	}
 	for _, h := range v.Mods.AddHeaders {
-		fail("add header", m.AddHeader(h.Name, h.Value))
+		value := h.Value
+		if m.Protocol()&gomilter.OptHeaderLeadingSpace != 0 {
+			// With leading-space negotiated the MTA stores the value as
+			// given, in both directions: add the space after the colon.
+			value = " " + value
+		}
+		fail("add header", m.AddHeader(h.Name, value))
 	}
 	if v.Mods.ChangeFromSet {
 		fail("change sender", m.ChangeFrom(gomilter.AddAngle(v.Mods.ChangeFrom), v.Mods.ChangeFromArgs))

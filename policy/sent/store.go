@@ -48,15 +48,16 @@ const (
 
 // NormalizeMessageID returns the canonical form of a Message-ID: surrounding
 // spaces and one pair of angle brackets removed, and the part after the last
-// '@' (the domain, case-insensitive) lowercased. The left part stays as is:
-// it is case-sensitive, and generators rely on that.
+// '@' (the domain, case-insensitive) lowercased, as bounce.NormalizeMessageID
+// does, so either form finds the entry. The left part stays as is: it is
+// case-sensitive, and generators rely on that.
 func NormalizeMessageID(id string) (string, error) {
 	id, err := trim(id)
 	if err != nil {
 		return "", err
 	}
 	if at := strings.LastIndexByte(id, '@'); at >= 0 {
-		return id[:at+1] + lowerASCII(id[at+1:]), nil
+		return id[:at+1] + strings.ToLower(id[at+1:]), nil
 	}
 	return id, nil
 }

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/policy/batv"
+)
+
+// testMilter is the real daemon (config file → config.Load → newDaemon)
+// running in the test process, logging verdicts to a file.
+type testMilter struct {
+	d       *daemon
+	Spec    string // milter address for the MTA
+	ISpec   string // internal-bounce role address, if configured
+	LogFile string
+	Dir     string
+}
+
+// startMilter writes yaml (with LISTEN, ILISTEN and DIR placeholders
+// replaced) to a config file and starts the daemon from it.
+func startMilter(t *testing.T, yaml string) *testMilter {
+	t.Helper()
+	dir := mtatest.ShortDir(t) // unix socket paths must stay short
+	m := &testMilter{Dir: dir, Spec: "unix:" + filepath.Join(dir, "m.sock"), ISpec: "unix:" + filepath.Join(dir, "ib.sock"),
+		LogFile: filepath.Join(dir, "milter.log")}
+	yaml = strings.NewReplacer("LISTEN", m.Spec, "ILISTEN", m.ISpec, "DIR", dir).Replace(yaml)
+	base := "log: { format: json, level: info, file: " + m.LogFile + " }\nmetrics: { listen: \"127.0.0.1:0\" }\nshutdown_timeout: 5s\n"
+	if !strings.Contains(yaml, "sent_log:") {
+		base += "sent_log: { backend: embedded, path: " + filepath.Join(dir, "sent.db") + " }\n"
+	}
+	if !strings.Contains(yaml, "listen:") {
+		base += "listen: " + m.Spec + "\n"
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(base+yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatalf("test config: %v\n%s", err, base+yaml)
+	}
+	comp, _ := cfg.Compile()
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.d, err = newDaemon(cfg, comp, log)
+	if err != nil {
+		t.Fatalf("start milter: %v", err)
+	}
+	// Postfix's cleanup and smtpd run as the postfix user: let them reach the socket.
+	for _, s := range []string{m.Spec, m.ISpec} {
+		os.Chmod(strings.TrimPrefix(s, "unix:"), 0o666)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *testMilter) stop() { m.d.shutdown() }
+
+// verdict is a decoded verdict log line.
+type verdict struct {
+	Msg      string `json:"msg"`
+	Session  string `json:"session"`
+	QueueID  string `json:"queue_id"`
+	Stage    string `json:"stage"`
+	Action   string `json:"action"`
+	Would    string `json:"would"`
+	Mode     string `json:"mode"`
+	Score    int    `json:"score"`
+	Evidence []struct {
+		Name   string `json:"name"`
+		Weight int    `json:"weight"`
+		Detail string `json:"detail"`
+	} `json:"evidence"`
+	Direction string   `json:"direction"`
+	ClientIP  string   `json:"client_ip"`
+	Helo      string   `json:"helo"`
+	Sender    string   `json:"sender"`
+	Rcpts     []string `json:"rcpts"`
+	Auth      string   `json:"auth"`
+	NDR       string   `json:"ndr"`
+	Reply     string   `json:"reply"`
+	Notes     []string `json:"notes"`
+}
+
+func (v verdict) has(name string) bool {
+	for _, e := range v.Evidence {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (v verdict) String() string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// verdicts returns the verdict lines logged so far.
+func (m *testMilter) verdicts(t *testing.T) []verdict {
+	t.Helper()
+	f, err := os.Open(m.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []verdict
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var v verdict
+		if json.Unmarshal(sc.Bytes(), &v) == nil && v.Msg == "verdict" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// waitVerdict waits for a verdict line matching cond.
+func (m *testMilter) waitVerdict(t *testing.T, what string, cond func(verdict) bool) verdict {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, v := range m.verdicts(t) {
+			if cond(v) {
+				return v
+			}
+		}
+		if time.Now().After(deadline) {
+			raw, _ := os.ReadFile(m.LogFile)
+			t.Fatalf("no verdict line for %s; log:\n%s", what, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startRbldnsd serves zone (ip4set data) as name on a loopback port.
+func startRbldnsd(t *testing.T, name, data string) string {
+	t.Helper()
+	mtatest.Require(t, "rbldnsd")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "zone"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freeUDPPort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	bin, _ := exec.LookPath("rbldnsd")
+	if bin == "" {
+		bin = "/usr/sbin/rbldnsd"
+	}
+	cmd := exec.Command(bin, "-n", "-a", "-t", "60", "-b", "127.0.0.1/"+strconv.Itoa(port), "-w", dir, name+":ip4set:zone")
+	out, _ := os.Create(filepath.Join(dir, "rbldnsd.out"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("rbldnsd: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Wait until it answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("udp", addr); err == nil {
+			c.Close()
+			if dnsAnswers(addr, "2.0.0.127."+name) {
+				return addr
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "rbldnsd.out"))
+	t.Fatalf("rbldnsd did not answer on %s: %s", addr, raw)
+	return ""
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		// The same port must be free for TCP too (rbldnsd is UDP only, but
+		// the resolver falls back to TCP on truncation).
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func dnsAnswers(addr, name string) bool {
+	r, err := resolver.New(addr, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _, err = r.LookupA(ctx, name)
+	return err == nil
+}
+
+// dnsZone serves the SPF records of the test domains: pass.test allows the
+// untrusted loopback clients, fail.test allows nobody.
+const dnsZone = `
+pass.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
+fail.test. 300 IN TXT "v=spf1 -all"
+remote.test. 300 IN TXT "v=spf1 ?all"
+`
+
+// writeKey writes a BATV key file (mode 0600) and returns its path and a signer.
+func writeKey(t *testing.T) (string, *batv.Signer) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "batv.key")
+	secret := []byte("e2e-test-secret-0123456789abcdef")
+	if err := os.WriteFile(p, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, &batv.Signer{Keys: []batv.Key{{ID: 0, Secret: secret}}}
+}
+
+// dsnFor writes an RFC 3464 bounce of an original with msgID that passed relay.
+func dsnFor(to, msgID, relayName, relayIP string) []byte {
+	return []byte(`From: Mail Delivery System <MAILER-DAEMON@mx.remote.test>
+To: ` + to + `
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BB"
+Message-ID: <dsn-` + msgID + `>
+
+--BB
+Content-Type: text/plain
+
+This is the mail system at host mx.remote.test. Your message could not be delivered.
+
+--BB
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.remote.test
+
+Final-Recipient: rfc822; nobody@remote.test
+Action: failed
+Status: 5.1.1
+
+--BB
+Content-Type: text/rfc822-headers
+
+Received: from ` + relayName + ` (` + relayName + ` [` + relayIP + `])
+	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
+	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
+From: someone@example.org
+To: nobody@remote.test
+Subject: hello
+Message-ID: <` + msgID + `>
+
+--BB--
+`)
+}
+
+func plainMessage(from, to, msgID, extra, body string) []byte {
+	return []byte("From: " + from + "\nTo: " + to + "\nSubject: test\nMessage-ID: <" + msgID + ">\n" + extra + "\n" + body)
+}
