@@ -86,18 +86,27 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 		res, how = r, "remembered for queue id "+qid
 	} else if e.Auth != nil {
 		rep, err := bounce.Parse(raw, bounce.DefaultLimits())
-		if err == nil && len(rep.OriginalSenders) > 0 {
-			sender := rep.OriginalSenders[0]
-			ip, helo := ourReceivedClient(rep)
-			if ip.IsValid() {
+		// Postfix addresses its NDR to the original sender: the envelope
+		// recipient is the most reliable source; the report is the fallback.
+		sender := ""
+		if len(t.Recipients) > 0 {
+			sender = t.Recipients[0].Addr
+		} else if err == nil && len(rep.OriginalSenders) > 0 {
+			sender = rep.OriginalSenders[0]
+		}
+		switch {
+		case sender == "":
+			v.Notes = append(v.Notes, "original sender not found in the NDR")
+		case err != nil:
+			v.Notes = append(v.Notes, "NDR not parsed: "+err.Error())
+		default:
+			if ip, helo := ourReceivedClient(rep); ip.IsValid() {
 				spf, _, _ := e.Auth.SPF(ctx, ip, helo, sender)
 				res, _ = e.Auth.Result(ctx, spf, nil, sender)
 				how = "spf=" + spf + " for " + sender + " from " + ip.String()
 			} else {
 				v.Notes = append(v.Notes, "no client address in the returned headers")
 			}
-		} else {
-			v.Notes = append(v.Notes, "original sender not found in the NDR")
 		}
 	}
 	switch {

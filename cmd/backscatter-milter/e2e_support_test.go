@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func startMilter(t *testing.T, yaml string) *testMilter {
 	if !strings.Contains(yaml, "sent_log:") {
 		base += "sent_log: { backend: embedded, path: " + filepath.Join(dir, "sent.db") + " }\n"
 	}
-	if !strings.Contains(yaml, "listen:") {
+	if !regexp.MustCompile(`(?m)^listen:`).MatchString(yaml) {
 		base += "listen: " + m.Spec + "\n"
 	}
 	path := filepath.Join(dir, "config.yaml")
