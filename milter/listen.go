@@ -63,7 +63,11 @@ func Listen(spec string, so SocketOptions) (net.Listener, error) {
 		return nil, err
 	}
 	if network != "unix" {
-		return net.Listen(network, address)
+		ln, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		return quickAckListener{ln}, nil
 	}
 	if fi, err := os.Lstat(address); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {

@@ -141,8 +141,9 @@ func (s *Server) negotiate(mtaVersion, milterVersion uint32, mtaActions, milterA
 	return version, actions, milterProtocol & mtaProtocol, offered, nil
 }
 
-// Serve accepts MTA connections on ln until Shutdown or Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts MTA connections on ln until Shutdown or Close. Every
+// connection passes through guardListener first.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(guardListener{ln}) }
 
 // Shutdown stops accepting and waits for open sessions to end, up to ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

@@ -28,6 +28,9 @@ type session struct {
 	headersCut  bool
 	bodyDecided bool
 	wantBody    bool
+	// failed is set when a callback of this message panicked: the rest of
+	// the message is answered per on_error, never judged on half a state.
+	failed bool
 }
 
 func newSession(s *Server) *session {
@@ -49,6 +52,7 @@ func (s *session) recoverTo(stage string, resp **gomilter.Response, err *error) 
 		zap.String("session", s.sessionID()), zap.Stringer("on_error", s.srv.opts.OnError))
 	s.srv.opts.Observer.Error("panic")
 	s.reset()
+	s.failed = true
 	*resp, *err = s.errorResponse(), nil
 }
 
@@ -109,6 +113,7 @@ func (s *session) Helo(name string, m gomilter.Modifier) (resp *gomilter.Respons
 func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.recoverTo("mail", &resp, &err)
 	s.reset()
+	s.failed = false
 	if !s.conn.ClientIP.IsValid() {
 		// Some setups send no connect event; the macro still tells.
 		if ip, err := netip.ParseAddr(m.Get(gomilter.MacroClientAddr)); err == nil {
@@ -125,6 +130,9 @@ func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *g
 
 func (s *session) RcptTo(rcptTo, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.recoverTo("rcpt", &resp, &err)
+	if s.failed {
+		return s.errorResponse(), nil
+	}
 	if s.tx == nil {
 		return gomilter.RespContinue, nil
 	}
@@ -231,6 +239,13 @@ func (s *session) skip(m gomilter.Modifier) *gomilter.Response {
 
 func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.recoverTo("eom", &resp, &err)
+	if s.failed {
+		s.failed = false
+		if s.srv.opts.OnError == policy.Tempfail {
+			return gomilter.RespTempFail, nil
+		}
+		return gomilter.RespAccept, nil
+	}
 	if s.tx == nil {
 		return gomilter.RespAccept, nil
 	}
@@ -252,9 +267,11 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 			s.log.Error("internal-bounce role refused an action it must never take; holding instead",
 				zap.Stringer("action", v.Action), zap.String("session", s.tx.SessionID))
 			v.Action, v.Reply = policy.Quarantine, nil
-			if v.Mods.QuarantineReason == "" {
-				v.Mods.QuarantineReason = "backscatter-milter internal bounce held"
-			}
+		}
+		if v.Action == policy.Quarantine && v.Mods.QuarantineReason == "" {
+			// The engine clamps a configured reject to quarantine without a
+			// reason; Postfix would hold the NDR with nothing to say why.
+			v.Mods.QuarantineReason = "backscatter-milter internal bounce held"
 		}
 	} else {
 		v = s.eng.End(ctx, s.tx)
@@ -325,6 +342,7 @@ func (s *session) Abort(m gomilter.Modifier) error {
 		}
 	}()
 	s.reset()
+	s.failed = false
 	return nil
 }
 
