@@ -13,7 +13,10 @@
 package mtatest
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,24 +114,85 @@ func mustLookPath(t testing.TB, name string) string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
-// kernel picks it from the ephemeral range, so parallel tests rarely collide.
+// kernel picks it from the ephemeral range; a port is never handed out twice
+// by one test process, since the kernel readily gives a just-closed port
+// again and Postfix binds with SO_REUSEPORT, so two instances would share it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("mtatest: find a free port: %v", err)
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("mtatest: find a free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if err := ln.Close(); err != nil {
+			t.Fatalf("mtatest: close port probe: %v", err)
+		}
+		portsMu.Lock()
+		seen := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("mtatest: close port probe: %v", err)
-	}
-	return port
+	t.Fatal("mtatest: no fresh free port after 100 tries")
+	return 0
 }
 
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// listeners counts the IPv4 TCP sockets listening on port, any address.
+// Postfix and smtp-sink bind with SO_REUSEPORT, so a second instance on a
+// port taken by another test process starts without error; the count is
+// how a start notices that.
+func listeners(port int) (int, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 4 || f[3] != "0A" { // 0A: TCP_LISTEN
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// soleListener fails when another socket listens on port too.
+func soleListener(port int) error {
+	n, err := listeners(port)
+	if err != nil {
+		return nil // no /proc: cannot tell, trust the greeting check
+	}
+	if n > 1 {
+		return fmt.Errorf("port %d: %d sockets listen on it (another server took it too)", port, n)
+	}
+	return nil
+}
+
+// pickPort chooses the SMTP port of an MTA instance; a test replaces it to
+// hand out a taken port.
+var pickPort = FreePort
+
 // ShortDir returns a new directory with a short absolute path, removed at the
-// end of the test. Unix socket paths are limited to 107 bytes, which a
-// t.TempDir path of a long subtest name can exceed. The directory is 0700 and
-// owned by the caller, so Sendmail accepts a milter socket in it.
+// end of the test, for unix sockets: their paths are limited to 107 bytes,
+// which a t.TempDir path of a long subtest name can exceed. The directory
+// is 0755 and owned by the caller: Sendmail refuses a milter socket in a
+// group- or world-writable directory, and Postfix's smtpd (user postfix)
+// must reach it.
 func ShortDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "mt")
@@ -135,7 +200,39 @@ func ShortDir(t testing.TB) string {
 		t.Fatalf("mtatest: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatalf("mtatest: %v", err)
+	}
 	return d
+}
+
+// ListenMilter opens a listener for a milter under test: network "tcp"
+// listens on a free port of 127.0.0.1, "unix" on a socket in a ShortDir,
+// writable by all so that Postfix's smtpd (user postfix) may connect. spec
+// is the address in Postfix's form, for PostfixOptions.MilterAddr or
+// SendmailOptions.MilterAddr. t.Cleanup closes the listener.
+func ListenMilter(t testing.TB, network string) (ln net.Listener, spec string) {
+	t.Helper()
+	var err error
+	switch network {
+	case "tcp":
+		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err == nil {
+			spec = "inet:" + ln.Addr().String()
+		}
+	case "unix":
+		path := filepath.Join(ShortDir(t), "milter.sock")
+		if ln, err = net.Listen("unix", path); err == nil {
+			spec = "unix:" + path
+			err = os.Chmod(path, 0o666)
+		}
+	default:
+		err = fmt.Errorf("network %q: want tcp or unix", network)
+	}
+	if err != nil {
+		t.Fatalf("mtatest: milter listener: %v", err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln, spec
 }
 
 // testdataDir finds testdata/mta at the module root by walking up from the
@@ -174,11 +271,19 @@ func readTestdata(t testing.TB, name string) string {
 // waitListening polls until addr accepts TCP connections, the process behind
 // it exits (exited returns non-nil) or the timeout passes.
 func waitListening(addr string, timeout time.Duration, exited func() error) error {
+	return waitGreeting(addr, "", timeout, exited)
+}
+
+// waitGreeting polls until a connection to addr gets a greeting containing
+// token, the process behind it exits (exited returns non-nil) or the timeout
+// passes. The token tells our instance from a stranger that took the port
+// between FreePort and our bind: nothing may be trusted, or killed, on the
+// strength of a connection alone.
+func waitGreeting(addr, token string, timeout time.Duration, exited func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		err := greetingHas(addr, token)
 		if err == nil {
-			_ = c.Close()
 			return nil
 		}
 		if exited != nil {
@@ -187,9 +292,53 @@ func waitListening(addr string, timeout time.Duration, exited func() error) erro
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on %s after %v: %v", addr, timeout, err)
+			return fmt.Errorf("no SMTP server of ours on %s after %v: %v", addr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func greetingHas(addr, token string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if token == "" {
+		return nil
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read greeting: %w", err)
+	}
+	if !strings.Contains(line, token) {
+		return fmt.Errorf("greeting %q is not from this instance (lacks %q)", strings.TrimSpace(line), token)
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	return nil
+}
+
+// instanceToken returns a random word that goes into an instance's SMTP
+// greeting, so waitGreeting recognises it.
+func instanceToken() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "mtatest-" + hex.EncodeToString(b[:])
+}
+
+// killGroup kills the process group led by pid, one of our children.
+func killGroup(pid int, sig syscall.Signal) {
+	if pid > 1 {
+		_ = syscall.Kill(-pid, sig)
+	}
+}
+
+// killPID kills one process found to belong to an instance; never init or
+// this test process.
+func killPID(pid int) {
+	if pid > 1 && pid != os.Getpid() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
@@ -216,7 +365,7 @@ func runCmd(timeout time.Duration, env []string, name string, args ...string) (s
 		}
 		return out.String(), nil
 	case <-time.After(timeout):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		return out.String(), fmt.Errorf("%s %s: still running after %v, killed: %s", name, strings.Join(args, " "), timeout, strings.TrimSpace(out.String()))
 	}
@@ -270,19 +419,78 @@ func MilterSpec(postfixForm string) (sendmailForm string, err error) {
 	return "", fmt.Errorf("milter spec %q: unknown socket type %q", postfixForm, kind)
 }
 
-// chownToUser gives path to a system user, for a daemon that drops to it.
-func chownToUser(path, name string) error {
-	u, err := user.Lookup(name)
+// chownTo gives path to a system user and group (the user's own group when
+// group is empty), for a daemon that drops privileges to them.
+func chownTo(path, owner, group string) error {
+	u, err := user.Lookup(owner)
 	if err != nil {
-		return fmt.Errorf("user %s: %w", name, err)
+		return fmt.Errorf("user %s: %w", owner, err)
 	}
 	uid, err := strconv.Atoi(u.Uid)
 	if err != nil {
 		return err
 	}
-	gid, err := strconv.Atoi(u.Gid)
+	gidStr := u.Gid
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", group, err)
+		}
+		gidStr = g.Gid
+	}
+	gid, err := strconv.Atoi(gidStr)
 	if err != nil {
 		return err
 	}
 	return os.Chown(path, uid, gid)
+}
+
+// instanceDir makes a new directory for one MTA instance, removed at the end
+// of the test. Unlike t.TempDir it is 0755, because the daemons drop root
+// privileges and must still reach their files, and its path is short (unix
+// socket paths inside it must stay below 108 bytes).
+func instanceDir(t testing.TB, prefix string) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatalf("mtatest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatalf("mtatest: %v", err)
+	}
+	return d
+}
+
+// backdate sets the modification time of every file in dir a minute back.
+func backdate(t testing.TB, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	for _, e := range ents {
+		if err := os.Chtimes(filepath.Join(dir, e.Name()), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -48,17 +49,25 @@ type PostfixOptions struct {
 
 // Postfix is a running private Postfix.
 type Postfix struct {
-	Dir      string // config directory (postfix -c Dir), queue, data, maillog
-	SMTPAddr string // 127.0.0.1:PORT where smtpd listens
-	Port     int
-	Sink     *Sink // where relayed mail goes (PostfixOptions.Relay or a new one)
+	Dir       string // holds etc/ (ConfigDir), queue/, data/ and maillog
+	ConfigDir string // postfix -c ConfigDir
+	SMTPAddr  string // 127.0.0.1:PORT where smtpd listens
+	Port      int
+	Sink      *Sink // where relayed mail goes (PostfixOptions.Relay or a new one)
+
+	token  string // in the SMTP greeting, to recognise this instance
+	ns     *namespace
+	mntNS  string
+	master *exec.Cmd
+	done   chan struct{}
+	werr   error
 }
 
 // RequirePostfix skips (or fails, see Require) when a private Postfix cannot
 // run here.
 func RequirePostfix(t testing.TB) {
 	t.Helper()
-	Require(t, "postfix", "postconf", "postqueue", "postsuper", "smtp-sink", "/usr/lib/postfix/sbin/master")
+	Require(t, append([]string{"/usr/lib/postfix/sbin/master", "postqueue", "postsuper", "smtp-sink"}, namespaceTools...)...)
 	requireRoot(t)
 }
 
@@ -83,26 +92,22 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	if o.RelayDomains == nil {
 		o.RelayDomains = []string{"example.org"}
 	}
-	p := &Postfix{Dir: t.TempDir(), Sink: o.Relay}
+	p := &Postfix{Dir: instanceDir(t, "pf"), Sink: o.Relay, token: instanceToken()}
+	p.ConfigDir = filepath.Join(p.Dir, "etc")
 	if p.Sink == nil {
 		p.Sink = StartSink(t, SinkOptions{})
 	}
-	for _, d := range []string{"queue", "data"} {
-		if err := os.Mkdir(filepath.Join(p.Dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Postfix's daemons (user postfix) write data_directory.
-	if err := chownToUser(filepath.Join(p.Dir, "data"), "postfix"); err != nil {
+	if err := makePostfixDirs(p.Dir); err != nil {
 		t.Fatalf("mtatest: %v", err)
 	}
+	p.ns = newNamespace(t, p.Dir, o.Hostname)
 	transportMaps := ""
 	if len(o.Transports) > 0 {
 		var b strings.Builder
 		for _, dom := range sortedKeys(o.Transports) {
 			fmt.Fprintf(&b, "%s %s\n", dom, o.Transports[dom])
 		}
-		f := filepath.Join(p.Dir, "transport")
+		f := filepath.Join(p.ConfigDir, "transport")
 		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -112,72 +117,196 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	if o.NonSMTPDMilterAddr != "" {
 		classes = "bounce"
 	}
-	p.Port = FreePort(t)
-	p.SMTPAddr = fmt.Sprintf("127.0.0.1:%d", p.Port)
-	vars := map[string]string{
-		"Dir":                   p.Dir,
-		"Hostname":              o.Hostname,
-		"RelayDomains":          strings.Join(o.RelayDomains, ", "),
-		"Relayhost":             "[127.0.0.1]:" + strconv.Itoa(p.Sink.Port),
-		"TransportMaps":         transportMaps,
-		"MyNetworks":            o.MyNetworks,
-		"MilterAddr":            o.MilterAddr,
-		"NonSMTPDMilterAddr":    o.NonSMTPDMilterAddr,
-		"InternalFilterClasses": classes,
-		"MilterDefaultAction":   o.MilterDefaultAction,
-		"SMTPListen":            p.SMTPAddr,
-	}
-	main := render(t, "postfix/main.cf.tmpl", vars) + "\n" + readTestdata(t, "postfix/milter.cf")
-	if len(o.Main) > 0 {
-		main += "\n# PostfixOptions.Main\n"
-		for _, k := range sortedKeys(o.Main) {
-			main += k + " = " + o.Main[k] + "\n"
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("mtatest: maillog of the Postfix on %s:\n%s", p.SMTPAddr, p.Log())
 		}
-	}
-	master := render(t, "postfix/master.cf.tmpl", vars)
-	for _, l := range o.MasterLines {
-		master += l + "\n"
-	}
-	writeFile(t, filepath.Join(p.Dir, "main.cf"), main)
-	writeFile(t, filepath.Join(p.Dir, "master.cf"), master)
+	})
+	for attempt := 1; ; attempt++ {
+		p.Port = pickPort(t)
+		p.SMTPAddr = fmt.Sprintf("127.0.0.1:%d", p.Port)
+		vars := map[string]string{
+			"Dir":                   p.Dir,
+			"Hostname":              o.Hostname,
+			"RelayDomains":          strings.Join(o.RelayDomains, ", "),
+			"Relayhost":             "[127.0.0.1]:" + strconv.Itoa(p.Sink.Port),
+			"TransportMaps":         transportMaps,
+			"MyNetworks":            o.MyNetworks,
+			"MilterAddr":            o.MilterAddr,
+			"NonSMTPDMilterAddr":    o.NonSMTPDMilterAddr,
+			"InternalFilterClasses": classes,
+			"MilterDefaultAction":   o.MilterDefaultAction,
+			"SMTPListen":            p.SMTPAddr,
+			"Token":                 p.token,
+		}
+		main := render(t, "postfix/main.cf.tmpl", vars)
+		main = setMainCF(main, parseMainCF(readTestdata(t, "postfix/milter.cf")), "testdata/mta/postfix/milter.cf")
+		main = setMainCF(main, o.Main, "PostfixOptions.Main")
+		master := render(t, "postfix/master.cf.tmpl", vars)
+		for _, l := range o.MasterLines {
+			master += l + "\n"
+		}
+		writeFile(t, filepath.Join(p.ConfigDir, "main.cf"), main)
+		writeFile(t, filepath.Join(p.ConfigDir, "master.cf"), master)
+		// Postfix rereads a dictionary file changed in the current second,
+		// 300 ms at a time, to not read a half-written file: backdate them.
+		backdate(t, p.ConfigDir)
 
-	if out, err := p.postfix("start"); err != nil {
-		t.Fatalf("mtatest: postfix start: %v\n%s\nmaillog:\n%s", err, out, p.Log())
-	}
-	t.Cleanup(p.stop)
-	if err := waitListening(p.SMTPAddr, 30*time.Second, nil); err != nil {
-		t.Fatalf("mtatest: postfix: %v\nmaillog:\n%s", err, p.Log())
+		logStart := len(p.ns.syslog.String())
+		out, err := p.startMaster()
+		if err == nil {
+			if err = soleListener(p.Port); err == nil {
+				break
+			}
+			if attempt < 3 {
+				p.stop()
+				continue
+			}
+		}
+		p.stop()
+		// Another test may take the port between FreePort and bind; the
+		// master's last words before postlogd runs go to syslog.
+		if attempt < 3 && strings.Contains(p.ns.syslog.String()[logStart:], "Address already in use") {
+			continue
+		}
+		t.Fatalf("mtatest: postfix: %v\n%s\nmaillog:\n%s", err, out, p.Log())
 	}
 	t.Logf("mtatest: Postfix on %s (dir %s, relay %s) started in %v", p.SMTPAddr, p.Dir, p.Sink.Addr, time.Since(start).Round(time.Millisecond))
 	return p
 }
 
-func (p *Postfix) env() []string { return []string{"MAIL_CONFIG=" + p.Dir} }
-
-func (p *Postfix) postfix(args ...string) (string, error) {
-	return runCmd(60*time.Second, p.env(), mustPath("postfix"), append([]string{"-c", p.Dir}, args...)...)
+// startMaster runs the master daemon in the foreground as our child (in
+// its namespaces), not through "postfix start": postfix-script's permission
+// checks take seconds and add nothing for a directory made a moment ago. It
+// waits until smtpd answers and returns the master's output.
+func (p *Postfix) startMaster() (string, error) {
+	p.master = p.ns.command("/usr/lib/postfix/sbin/master", "-d", "-c", p.ConfigDir)
+	p.master.Env = append(os.Environ(), p.env()...)
+	out := &lockedBuffer{}
+	p.master.Stdout = out
+	p.master.Stderr = out
+	if err := p.master.Start(); err != nil {
+		p.master = nil
+		return "", fmt.Errorf("start postfix master: %w", err)
+	}
+	p.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { p.werr = cmd.Wait(); close(done) }(p.master, p.done)
+	err := waitGreeting(p.SMTPAddr, p.token, 30*time.Second, p.exited)
+	if err == nil {
+		p.mntNS = mountNSOf(p.master.Process.Pid)
+	}
+	return out.String(), err
 }
 
-// stop runs "postfix stop", waits for the master to exit and kills what is
-// left of this instance: processes whose MAIL_CONFIG is this directory.
+func (p *Postfix) exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("postfix master exited: %v", p.werr)
+	default:
+		return nil
+	}
+}
+
+// makePostfixDirs creates the configuration, queue and data directories
+// with the owners and modes of Debian's /etc/postfix/postfix-files.
+func makePostfixDirs(dir string) error {
+	type d struct {
+		path       string
+		owner, grp string
+		mode       os.FileMode
+	}
+	dirs := []d{
+		{"etc", "root", "root", 0o755},
+		{"data", "postfix", "", 0o700},
+		{"queue", "root", "root", 0o755},
+		{"queue/pid", "root", "root", 0o755},
+		{"queue/maildrop", "postfix", "postdrop", 0o730},
+		{"queue/public", "postfix", "postdrop", 0o710},
+	}
+	for _, q := range []string{"active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private", "saved", "trace"} {
+		dirs = append(dirs, d{"queue/" + q, "postfix", "", 0o700})
+	}
+	for _, x := range dirs {
+		p := filepath.Join(dir, x.path)
+		if err := os.Mkdir(p, x.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, x.mode); err != nil { // umask
+			return err
+		}
+		if err := chownTo(p, x.owner, x.grp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseMainCF reads "name = value" lines (no continuation lines).
+func parseMainCF(s string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") {
+			continue
+		}
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// setMainCF replaces the settings in main.cf text, or appends those not yet
+// there under a comment naming where they come from: Postfix warns about a
+// setting given twice.
+func setMainCF(main string, set map[string]string, from string) string {
+	lines := strings.Split(main, "\n")
+	done := map[string]bool{}
+	for i, l := range lines {
+		k, _, ok := strings.Cut(l, "=")
+		k = strings.TrimSpace(k)
+		if !ok || strings.HasPrefix(l, "#") || strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") {
+			continue
+		}
+		if v, ok := set[k]; ok {
+			lines[i] = k + " = " + v
+			done[k] = true
+		}
+	}
+	main = strings.Join(lines, "\n")
+	var extra []string
+	for _, k := range sortedKeys(set) {
+		if !done[k] {
+			extra = append(extra, k+" = "+set[k])
+		}
+	}
+	if len(extra) > 0 {
+		main = strings.TrimRight(main, "\n") + "\n# " + from + "\n" + strings.Join(extra, "\n") + "\n"
+	}
+	return main
+}
+
+func (p *Postfix) env() []string { return []string{"MAIL_CONFIG=" + p.ConfigDir} }
+
+// stop does what "postfix stop" does (SIGTERM to the master, which ends its
+// children), then kills whatever is left of this instance: its process
+// group, and processes whose MAIL_CONFIG is this instance's.
 func (p *Postfix) stop() {
-	pid := p.masterPID()
-	_, _ = p.postfix("stop")
-	if pid > 0 && !waitFor(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	if p.master == nil {
+		return
 	}
-	for _, child := range processesWithEnv("MAIL_CONFIG=" + p.Dir) {
-		_ = syscall.Kill(child, syscall.SIGKILL)
+	_ = p.master.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		killGroup(p.master.Process.Pid, syscall.SIGKILL)
+		<-p.done
 	}
-}
-
-func (p *Postfix) masterPID() int {
-	b, err := os.ReadFile(filepath.Join(p.Dir, "queue", "pid", "master.pid"))
-	if err != nil {
-		return 0
+	killGroup(p.master.Process.Pid, syscall.SIGKILL)
+	for _, pid := range append(processesWithEnv("MAIL_CONFIG="+p.ConfigDir), processesInMountNS(p.mntNS)...) {
+		killPID(pid)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return n
+	p.master, p.mntNS = nil, ""
 }
 
 // Send sends one message from 127.0.0.1 (trusted by default) in its own
@@ -231,7 +360,7 @@ type QueueRecipient struct {
 
 // Queue lists the messages in the queue (all queues, hold included).
 func (p *Postfix) Queue() ([]QueueEntry, error) {
-	out, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.Dir, "-j")
+	out, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.ConfigDir, "-j")
 	if err != nil {
 		return nil, err
 	}
@@ -282,19 +411,23 @@ func (p *Postfix) Held() ([]QueueEntry, error) {
 
 // Flush asks Postfix to deliver the deferred queue now (postqueue -f).
 func (p *Postfix) Flush() error {
-	_, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.Dir, "-f")
+	_, err := runCmd(30*time.Second, p.env(), mustPath("postqueue"), "-c", p.ConfigDir, "-f")
 	return err
 }
 
 // Release moves a held message back to the active queue (postsuper -H).
 func (p *Postfix) Release(queueID string) error {
-	_, err := runCmd(30*time.Second, p.env(), mustPath("postsuper"), "-c", p.Dir, "-H", queueID)
+	_, err := runCmd(30*time.Second, p.env(), mustPath("postsuper"), "-c", p.ConfigDir, "-H", queueID)
 	return err
 }
 
-// Log returns the maillog so far.
+// Log returns the maillog so far, followed by anything logged to syslog
+// (the master's errors before postlogd runs).
 func (p *Postfix) Log() string {
 	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
+	if sl := p.ns.syslog.String(); sl != "" {
+		b = append(b, "syslog:\n"+sl...)
+	}
 	return string(b)
 }
 
@@ -313,7 +446,7 @@ func waitLog(t testing.TB, who string, read func() string, substr string, timeou
 	return log
 }
 
-func render(t testing.TB, name string, vars map[string]string) string {
+func render(t testing.TB, name string, vars any) string {
 	t.Helper()
 	tmpl, err := template.New(name).Option("missingkey=error").Parse(readTestdata(t, name))
 	if err != nil {

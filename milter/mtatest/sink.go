@@ -102,7 +102,7 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 	if o.Hostname == "" {
 		o.Hostname = "sink.example.net"
 	}
-	s := &Sink{Dir: t.TempDir(), done: make(chan struct{})}
+	s := &Sink{Dir: instanceDir(t, "sink"), done: make(chan struct{})}
 	if err := os.Mkdir(filepath.Join(s.Dir, "msgs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		// into Dir (-R) spares the unprivileged user from needing access to
 		// the test's private temporary directories above it.
 		for _, d := range []string{s.Dir, filepath.Join(s.Dir, "msgs")} {
-			if err := chownToUser(d, "nobody"); err != nil {
+			if err := chownTo(d, "nobody", ""); err != nil {
 				t.Fatalf("mtatest: smtp-sink as root: %v", err)
 			}
 		}
@@ -128,9 +128,9 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		s.Port = FreePort(t)
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
 		cmd := exec.Command(bin, append(args, s.Addr, "64")...)
-		var stderr bytes.Buffer
-		cmd.Stdout = &stderr
-		cmd.Stderr = &stderr
+		stderr := &lockedBuffer{}
+		cmd.Stdout = stderr
+		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("mtatest: start smtp-sink: %v", err)
@@ -140,11 +140,14 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		go func(done chan struct{}) { s.werr = cmd.Wait(); close(done) }(s.done)
 		err := waitListening(s.Addr, 10*time.Second, s.exited)
 		if err == nil {
-			break
+			if err = soleListener(s.Port); err == nil {
+				break
+			}
 		}
 		s.stop()
-		if attempt < 2 && strings.Contains(stderr.String(), "in use") {
-			continue // another test took the port between FreePort and bind
+		// Another test took the port between FreePort and bind.
+		if attempt < 2 && (strings.Contains(stderr.String(), "in use") || strings.Contains(err.Error(), "sockets listen")) {
+			continue
 		}
 		t.Fatalf("mtatest: smtp-sink on %s: %v: %s", s.Addr, err, stderr.String())
 	}
@@ -167,11 +170,11 @@ func (s *Sink) stop() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	killGroup(s.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-s.done:
 	case <-time.After(3 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
 	}
 }
