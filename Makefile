@@ -60,3 +60,6 @@ bench:
 
 clean:
 	rm -rf bin $(RUN_STATE)
+
+# make install: binary, systemd unit, example config, docs (PREFIX, DESTDIR, ...).
+include cmd/backscatter-milter/dist/install.mk

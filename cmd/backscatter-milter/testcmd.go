@@ -1,0 +1,588 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/policy"
+	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
+	"github.com/backscatter-milter/backscatter-milter/policy/sent"
+)
+
+// Exit statuses of `test`: the action taken on the message, so scripts can
+// branch on it, and the sysexits codes for usage and internal errors.
+const (
+	testExitAccept     = 0
+	testExitTag        = 1
+	testExitQuarantine = 2
+	testExitReject     = 3
+	testExitDiscard    = 4
+	testExitTempfail   = 5
+	testExitUsage      = 64 // EX_USAGE: bad flags, unreadable message or configuration
+	testExitSoftware   = 70 // EX_SOFTWARE: the engine could not be built
+)
+
+// maxMessageBytes bounds what `test` reads: far above any real message.
+const maxMessageBytes = 64 << 20
+
+func actionExit(a policy.Action) int {
+	switch a {
+	case policy.Tag:
+		return testExitTag
+	case policy.Quarantine:
+		return testExitQuarantine
+	case policy.Reject:
+		return testExitReject
+	case policy.Discard:
+		return testExitDiscard
+	case policy.Tempfail:
+		return testExitTempfail
+	}
+	return testExitAccept
+}
+
+// testEnvelope is the SMTP envelope of a `test` run and where each part came from.
+type testEnvelope struct {
+	ClientIP   string   `json:"client_ip"`
+	ClientName string   `json:"client_name"`
+	Helo       string   `json:"helo"`
+	MailFrom   string   `json:"mail_from"` // without brackets; "" is <>
+	MailArgs   string   `json:"mail_args,omitempty"`
+	Rcpts      []string `json:"rcpts"`
+	RcptArgs   []string `json:"rcpt_args"`
+	Auth       bool     `json:"auth"`
+	QueueID    string   `json:"queue_id"`
+	FromHeader []string `json:"from_headers,omitempty"` // envelope parts taken from the message
+}
+
+type testVerdict struct {
+	Stage      string            `json:"stage"`
+	Recipient  string            `json:"recipient,omitempty"`
+	Action     string            `json:"action"`
+	Would      string            `json:"would"`
+	Mode       string            `json:"mode"`
+	Score      int               `json:"score"`
+	Evidence   []policy.Evidence `json:"evidence"`
+	Reply      string            `json:"reply,omitempty"`
+	Auth       string            `json:"auth,omitempty"`
+	AuthDetail string            `json:"auth_detail,omitempty"`
+	NDR        string            `json:"ndr,omitempty"`
+	Notes      []string          `json:"notes,omitempty"`
+}
+
+type testHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+type testRewrite struct {
+	Recipient string `json:"recipient"`
+	OldArgs   string `json:"old_args"`
+	NewArgs   string `json:"new_args"`
+}
+
+// testMods are the changes the milter would make to the message: exactly
+// those milter.session.apply makes, which is none when it rejects.
+type testMods struct {
+	AddHeaders       []testHeader  `json:"add_headers,omitempty"`
+	ChangeFrom       *string       `json:"change_from,omitempty"`
+	ChangeFromArgs   string        `json:"change_from_args,omitempty"`
+	RcptRewrites     []testRewrite `json:"rcpt_rewrites,omitempty"`
+	QuarantineReason string        `json:"quarantine_reason,omitempty"`
+}
+
+type testResult struct {
+	File        string        `json:"file"`
+	Envelope    testEnvelope  `json:"envelope"`
+	Direction   string        `json:"direction"`
+	Allowlisted string        `json:"allowlisted,omitempty"`
+	Offline     bool          `json:"offline"`
+	Rcpt        []testVerdict `json:"rcpt_verdicts"`
+	// AllRefused: every recipient was rejected at RCPT, so the message
+	// never reached DATA; Verdict is then the callout verdict, if any.
+	AllRefused    bool         `json:"all_refused_at_rcpt"`
+	Verdict       *testVerdict `json:"verdict,omitempty"`
+	Modifications testMods     `json:"modifications"`
+	Action        string       `json:"action"` // what happens to the message
+	Exit          int          `json:"exit"`
+}
+
+// runTest: test FILE.eml — the message through the same policy the milter
+// runs, offline or with the configured resolver, and what would be done.
+func runTest(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("test", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: backscatter-milter test FILE.eml|- [--client-ip IP] [--helo H] [--mail-from A] [--rcpt A]... [--auth USER]")
+		fmt.Fprintln(stderr, "           [--queue-id ID] [--sent-id MSGID]... [--json] [--offline] [--config FILE]")
+		fmt.Fprintln(stderr, "Envelope parts not given are taken from the message: Return-Path, To/Cc, the first Received.")
+		fmt.Fprintln(stderr, "--mail-from and --rcpt take ESMTP parameters after a space: --rcpt 'bob@example.org NOTIFY=SUCCESS'.")
+		fmt.Fprintln(stderr, "Exit status: 0 accept, 1 tag, 2 quarantine, 3 reject, 4 discard, 5 tempfail, 64 usage, 70 internal error.")
+		fs.PrintDefaults()
+	}
+	config.Flags(fs)
+	clientIP := fs.String("client-ip", "", "SMTP client address (default: from the first Received header)")
+	clientName := fs.String("client-name", "", "SMTP client's reverse DNS name (default: from the first Received header)")
+	helo := fs.String("helo", "", "HELO/EHLO name (default: from the first Received header)")
+	mailFrom := fs.String("mail-from", "", "envelope sender, <> for the null sender (default: Return-Path)")
+	rcpts := fs.StringArray("rcpt", nil, "envelope recipient, repeatable (default: To and Cc)")
+	authUser := fs.String("auth", "", "SASL login name: the message is then outbound")
+	queueID := fs.String("queue-id", "TEST", "MTA queue ID")
+	sentIDs := fs.StringArray("sent-id", nil, "Message-ID to record in the in-memory sent log first, repeatable")
+	useSentLog := fs.Bool("sent-log", false, "consult the configured sent log instead of an empty in-memory one (read-only use; the embedded store is locked while the milter runs)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	offline := fs.Bool("offline", false, "no DNS at all: no DNSBL, SPF or DKIM lookups")
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "backscatter-milter test: "+format+"\n", a...)
+		return testExitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK
+		}
+		return usage("%v (see --help)", err)
+	}
+	if fs.NArg() != 1 {
+		return usage("want exactly one message file (or - for standard input); see --help")
+	}
+	if *useSentLog && len(*sentIDs) > 0 {
+		return usage("--sent-id records into a throw-away log: it cannot be combined with --sent-log")
+	}
+	raw, err := readMessage(fs.Arg(0))
+	if err != nil {
+		return usage("%v", err)
+	}
+	msg := splitMessage(raw)
+	if len(msg.headers) == 0 {
+		return usage("%s: no header fields: not a mail message", fs.Arg(0))
+	}
+
+	env := testEnvelope{QueueID: *queueID, Auth: *authUser != ""}
+	if fs.Changed("mail-from") {
+		env.MailFrom, env.MailArgs = splitArgs(*mailFrom)
+	} else if rp, ok := msg.header("Return-Path"); ok {
+		env.MailFrom = strings.TrimSpace(strings.Trim(strings.TrimSpace(rp), "<>"))
+		env.FromHeader = append(env.FromHeader, "mail_from")
+	} else if f, ok := msg.header("From"); ok {
+		if as := addresses(f); len(as) > 0 {
+			env.MailFrom = as[0]
+		}
+		env.FromHeader = append(env.FromHeader, "mail_from (From: no Return-Path)")
+	}
+	if env.MailFrom == "<>" {
+		env.MailFrom = ""
+	}
+	if len(*rcpts) > 0 {
+		for _, r := range *rcpts {
+			a, p := splitArgs(r)
+			if a == "" {
+				return usage("--rcpt %q: empty address", r)
+			}
+			env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, p)
+		}
+	} else {
+		for _, h := range []string{"To", "Cc"} {
+			for _, v := range msg.values(h) {
+				for _, a := range addresses(v) {
+					env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, "")
+				}
+			}
+		}
+		if len(env.Rcpts) == 0 {
+			return usage("no recipient: the message has no To or Cc address; give --rcpt")
+		}
+		env.FromHeader = append(env.FromHeader, "rcpts")
+	}
+	hop := firstReceived(msg)
+	env.ClientIP, env.ClientName, env.Helo = *clientIP, *clientName, *helo
+	if !fs.Changed("client-ip") && hop.ip != "" {
+		env.ClientIP = hop.ip
+		env.FromHeader = append(env.FromHeader, "client_ip")
+	}
+	if !fs.Changed("client-name") && hop.name != "" {
+		env.ClientName = hop.name
+	}
+	if !fs.Changed("helo") && hop.helo != "" {
+		env.Helo = hop.helo
+		env.FromHeader = append(env.FromHeader, "helo")
+	}
+	var ip netip.Addr
+	if env.ClientIP != "" {
+		if ip, err = netip.ParseAddr(strings.Trim(strings.TrimPrefix(strings.Trim(env.ClientIP, "[]"), "IPv6:"), "[]")); err != nil {
+			return usage("client IP %q is not an address", env.ClientIP)
+		}
+		ip = ip.Unmap()
+		env.ClientIP = ip.String()
+	}
+
+	path, _ := fs.GetString("config")
+	cfg, err := config.Load(path, fs)
+	if err != nil {
+		return usage("%v", err)
+	}
+	comp, _ := cfg.Compile()
+	opts := buildOptions{offline: *offline, noHealth: true}
+	var mem *sent.MemoryStore
+	if !*useSentLog {
+		mem = sent.NewMemory(cfg.SentLog.TTL.D())
+		opts.store = mem
+	}
+	rt, err := build(cfg, comp, zap.NewNop(), opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
+		return testExitSoftware
+	}
+	defer rt.close(false)
+	ctx := context.Background()
+	for _, id := range *sentIDs {
+		n := bounce.NormalizeMessageID(id)
+		if n == "" {
+			return usage("--sent-id %q: empty Message-ID", id)
+		}
+		if err := mem.Record(ctx, n, time.Now()); err != nil {
+			return usage("--sent-id %q: %v", id, err)
+		}
+	}
+
+	res := runThrough(ctx, rt.engine, cfg, env, ip, *authUser, msg)
+	res.File, res.Envelope, res.Offline = fs.Arg(0), env, *offline
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
+			return testExitSoftware
+		}
+	} else {
+		printTest(stdout, res)
+	}
+	return res.Exit
+}
+
+// runThrough drives the engine the way milter/session.go does: Begin at
+// MAIL FROM, Rcpt for each recipient, headers, WantBody, End — or the
+// callout verdict when every recipient was refused.
+func runThrough(ctx context.Context, eng *policy.Engine, cfg *config.Config, env testEnvelope, ip netip.Addr, auth string, msg message) *testResult {
+	stage := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cfg.Limits.Timeout.D()) }
+	conn := policy.Connection{ClientIP: ip, ClientName: env.ClientName, Helo: env.Helo}
+	t := eng.Begin(ctx, "test", conn, env.MailFrom, env.MailArgs, auth)
+	t.QueueID = env.QueueID
+	res := &testResult{Direction: t.Direction.String(), Allowlisted: t.Allowed, Rcpt: []testVerdict{}}
+	for i, r := range env.Rcpts {
+		sctx, cancel := stage()
+		v := eng.Rcpt(sctx, t, r, env.RcptArgs[i])
+		cancel()
+		res.Rcpt = append(res.Rcpt, verdictView(v))
+	}
+	if len(t.Recipients) == 0 {
+		// The MTA never reaches DATA; the session's reset logs a callout.
+		res.AllRefused = true
+		res.Action, res.Exit = policy.Reject.String(), testExitReject
+		if t.Direction == policy.Inbound && t.BounceClass() {
+			vv := verdictView(eng.Callout(t))
+			res.Verdict = &vv
+		}
+		return res
+	}
+	t.DataSeen = true
+	size := 0
+	for _, h := range msg.headers {
+		size += len(h.Name) + len(h.Value) + 3
+		if size > cfg.Limits.HeaderBytes {
+			break // as the milter: judged on the headers kept
+		}
+		t.Headers = append(t.Headers, h)
+	}
+	if eng.WantBody(t) {
+		t.Body = msg.body
+		if len(t.Body) > eng.S.BodyMax {
+			t.Body, t.BodyCut = t.Body[:eng.S.BodyMax], true
+		}
+	}
+	sctx, cancel := stage()
+	v := eng.End(sctx, t)
+	cancel()
+	vv := verdictView(v)
+	res.Verdict = &vv
+	res.Action, res.Exit = v.Action.String(), actionExit(v.Action)
+	switch v.Action {
+	case policy.Reject, policy.Tempfail, policy.Discard:
+		return res // the milter answers without modifying anything
+	}
+	m := &res.Modifications
+	for _, h := range v.Mods.AddHeaders {
+		m.AddHeaders = append(m.AddHeaders, testHeader{h.Name, h.Value})
+	}
+	if v.Mods.ChangeFromSet {
+		from := v.Mods.ChangeFrom
+		m.ChangeFrom, m.ChangeFromArgs = &from, v.Mods.ChangeFromArgs
+	}
+	for _, rw := range v.Mods.RcptRewrites {
+		m.RcptRewrites = append(m.RcptRewrites, testRewrite{rw.Addr, rw.OldArgs, rw.NewArgs})
+	}
+	if v.Action == policy.Quarantine {
+		m.QuarantineReason = v.Mods.QuarantineReason
+	}
+	return res
+}
+
+func verdictView(v *policy.Verdict) testVerdict {
+	tv := testVerdict{Stage: string(v.Stage), Recipient: v.Recipient, Action: v.Action.String(), Would: v.Would.String(),
+		Mode: v.Mode.String(), Score: v.Score, Evidence: v.Evidence, Auth: string(v.Auth), AuthDetail: v.AuthWhy,
+		NDR: v.NDR, Notes: v.Notes}
+	if tv.Evidence == nil {
+		tv.Evidence = []policy.Evidence{}
+	}
+	if v.Reply != nil {
+		tv.Reply = v.Reply.String()
+	}
+	return tv
+}
+
+func printTest(w io.Writer, r *testResult) {
+	e := r.Envelope
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
+	p("message:\t%s\n", r.File)
+	client := e.ClientIP
+	if client == "" {
+		client = "(unknown)"
+	}
+	if e.ClientName != "" {
+		client += " (" + e.ClientName + ")"
+	}
+	p("client:\t%s helo %q\n", client, e.Helo)
+	p("mail from:\t<%s> %s\n", e.MailFrom, e.MailArgs)
+	for i, rc := range e.Rcpts {
+		p("rcpt to:\t<%s> %s\n", rc, e.RcptArgs[i])
+	}
+	if len(e.FromHeader) > 0 {
+		p("from headers:\t%s\n", strings.Join(e.FromHeader, ", "))
+	}
+	dir := r.Direction
+	if e.Auth {
+		dir += " (SASL authenticated)"
+	}
+	if r.Allowlisted != "" {
+		dir += ", allowlisted: " + r.Allowlisted
+	}
+	p("direction:\t%s\n", dir)
+	if r.Offline {
+		p("offline:\tno DNS: DNSBL, SPF and DKIM not checked, so no NDR-suppression decision\n")
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nRCPT stage:")
+	for _, v := range r.Rcpt {
+		fmt.Fprintf(w, "  <%s>: %s (would %s), score %d\n", v.Recipient, v.Action, v.Would, v.Score)
+		printEvidence(w, "    ", v.Evidence)
+		if v.Reply != "" {
+			fmt.Fprintf(w, "    reply: %s\n", v.Reply)
+		}
+	}
+	if r.AllRefused {
+		fmt.Fprintln(w, "\nevery recipient was refused at RCPT: the message never reaches DATA")
+	}
+	if v := r.Verdict; v != nil {
+		fmt.Fprintf(w, "\nverdict (%s stage): %s\n", v.Stage, strings.ToUpper(v.Action))
+		fmt.Fprintf(w, "  would %s in enforce mode; mode %s; score %d\n", v.Would, v.Mode, v.Score)
+		fmt.Fprintln(w, "  evidence:")
+		printEvidence(w, "    ", v.Evidence)
+		if v.Reply != "" {
+			fmt.Fprintf(w, "  reply: %s\n", v.Reply)
+		}
+		if v.Auth != "" {
+			fmt.Fprintf(w, "  return path: %s (%s)\n", v.Auth, v.AuthDetail)
+		}
+		if v.NDR != "" {
+			fmt.Fprintf(w, "  ndr: %s\n", v.NDR)
+		}
+		for _, n := range v.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
+	}
+	m := r.Modifications
+	fmt.Fprintln(w, "\nmodifications:")
+	none := true
+	for _, h := range m.AddHeaders {
+		fmt.Fprintf(w, "  add header: %s: %s\n", h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n"))
+		none = false
+	}
+	if m.ChangeFrom != nil {
+		fmt.Fprintf(w, "  change sender: <%s> %s\n", *m.ChangeFrom, m.ChangeFromArgs)
+		none = false
+	}
+	for _, rw := range m.RcptRewrites {
+		fmt.Fprintf(w, "  recipient <%s>: %q -> %q (delete and add again)\n", rw.Recipient, rw.OldArgs, rw.NewArgs)
+		none = false
+	}
+	if m.QuarantineReason != "" {
+		fmt.Fprintf(w, "  quarantine: %s\n", m.QuarantineReason)
+		none = false
+	}
+	if none {
+		fmt.Fprintln(w, "  (none)")
+	}
+	fmt.Fprintf(w, "\naction: %s (exit %d)\n", r.Action, r.Exit)
+}
+
+func printEvidence(w io.Writer, indent string, es []policy.Evidence) {
+	if len(es) == 0 {
+		fmt.Fprintf(w, "%s(no evidence)\n", indent)
+	}
+	for _, e := range es {
+		fmt.Fprintf(w, "%s%+4d  %s", indent, e.Weight, e.Name)
+		if e.Detail != "" {
+			fmt.Fprintf(w, "  %s", e.Detail)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func readMessage(name string) ([]byte, error) {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxMessageBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMessageBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxMessageBytes)
+	}
+	return b, nil
+}
+
+// message is an .eml split the way the MTA hands it to a milter: header
+// fields in order (folded lines kept, joined by "\n"), and the body with
+// CRLF line ends.
+type message struct {
+	headers []policy.Header
+	body    []byte
+}
+
+func splitMessage(raw []byte) message {
+	var m message
+	rest := raw
+	var cur *policy.Header
+	for len(rest) > 0 {
+		line := rest
+		next := []byte(nil)
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, next = rest[:i], rest[i+1:]
+		}
+		rest = next
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && cur != nil {
+			cur.Value += "\n" + string(line)
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+			if len(m.headers) == 0 {
+				return message{} // not a header block at all
+			}
+			continue // a broken line inside the header: skipped as an MTA would not pass it
+		}
+		m.headers = append(m.headers, policy.Header{Name: string(name), Value: strings.TrimLeft(string(value), " \t")})
+		cur = &m.headers[len(m.headers)-1]
+	}
+	body := bytes.ReplaceAll(rest, []byte("\r\n"), []byte("\n"))
+	m.body = bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n"))
+	return m
+}
+
+func (m message) header(name string) (string, bool) {
+	for _, h := range m.headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value, true
+		}
+	}
+	return "", false
+}
+
+func (m message) values(name string) []string {
+	var out []string
+	for _, h := range m.headers {
+		if strings.EqualFold(h.Name, name) {
+			out = append(out, h.Value)
+		}
+	}
+	return out
+}
+
+var addrSpec = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+`)
+
+// addresses lists the addr-specs of an address header; a header net/mail
+// cannot parse still yields what looks like addresses.
+func addresses(v string) []string {
+	v = strings.ReplaceAll(v, "\n", " ")
+	if list, err := mail.ParseAddressList(v); err == nil {
+		out := make([]string, 0, len(list))
+		for _, a := range list {
+			out = append(out, a.Address)
+		}
+		return out
+	}
+	return addrSpec.FindAllString(v, -1)
+}
+
+// splitArgs splits "addr ESMTP-PARAMS" and drops angle brackets.
+func splitArgs(s string) (addr, params string) {
+	s = strings.TrimSpace(s)
+	addr, params, _ = strings.Cut(s, " ")
+	addr = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">"))
+	return addr, strings.TrimSpace(params)
+}
+
+type hop struct{ helo, name, ip string }
+
+var receivedFrom = regexp.MustCompile(`(?is)^\s*from\s+(\S+)\s*(?:\(([^)]*)\))?`)
+var bracketIP = regexp.MustCompile(`\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]`)
+
+// firstReceived reads the topmost Received header, the one our MTA would
+// have written: "from HELO (NAME [IP]) by …".
+func firstReceived(m message) hop {
+	v, ok := m.header("Received")
+	if !ok {
+		return hop{}
+	}
+	sm := receivedFrom.FindStringSubmatch(v)
+	if sm == nil {
+		return hop{}
+	}
+	h := hop{helo: sm[1]}
+	if ipm := bracketIP.FindStringSubmatch(sm[2]); ipm != nil {
+		if a, err := netip.ParseAddr(ipm[1]); err == nil {
+			h.ip = a.Unmap().String()
+		}
+	}
+	if f := strings.Fields(sm[2]); len(f) > 0 && !strings.HasPrefix(f[0], "[") && !strings.EqualFold(f[0], "unknown") {
+		h.name = f[0]
+	}
+	return h
+}
