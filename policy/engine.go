@@ -110,7 +110,7 @@ func (e *Engine) Begin(ctx context.Context, sessionID string, conn Connection, s
 	if t.Allowed == "" && e.Lists != nil && conn.ClientIP.IsValid() {
 		t.lists = e.Lists.Start(ctx, conn.ClientIP.Unmap(), t.BounceClass())
 	}
-	if e.S.NDR.Enabled && e.Auth != nil && sender != "" {
+	if (e.S.NDR.Enabled || e.S.NDR.StripSuccessDSN) && e.Auth != nil && sender != "" {
 		ch := make(chan spfAnswer, 1)
 		t.spf = ch
 		go func() {

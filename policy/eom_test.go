@@ -221,3 +221,35 @@ func TestParamHelpers(t *testing.T) {
 		t.Errorf("RemoveParam = %q %v", got, ch)
 	}
 }
+
+func TestObserveModeOnlyLogsNDRSuppression(t *testing.T) {
+	e := testEngine()
+	e.S.Mode = Observe
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@fail.test", "RET=FULL", "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=FAILURE")
+	v := e.End(context.Background(), tx)
+	if v.NDR != "would-be-suppressed" || len(v.Mods.RcptRewrites) != 0 || v.Mods.ChangeFromSet {
+		t.Fatalf("observe mode changed delivery: NDR %q mods %+v", v.NDR, v.Mods)
+	}
+}
+
+func TestStripSuccessDSNWithoutSuppression(t *testing.T) {
+	e := testEngine()
+	e.S.NDR.Enabled = false
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@none.test", "", "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=SUCCESS,FAILURE")
+	v := e.End(context.Background(), tx)
+	if v.NDR != "success-dsn-stripped" || len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0].NewArgs != "NOTIFY=FAILURE" {
+		t.Fatalf("NDR %q mods %+v", v.NDR, v.Mods)
+	}
+}
+
+func TestInternalBounceIgnoresNonBounces(t *testing.T) {
+	e := testEngine()
+	e.S.InternalBounceAction = Discard
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "root@example.org", "", "")
+	e.Rcpt(context.Background(), tx, "victim@fail.test", "")
+	if v := e.InternalBounce(context.Background(), tx); v.Action != Accept {
+		t.Fatalf("a locally submitted message was judged as an NDR: %+v", v)
+	}
+}

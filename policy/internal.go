@@ -78,6 +78,12 @@ func (a *AuthMemory) Recall(queueID string, now time.Time) (AuthResult, bool) {
 // fail of the original sender against the original client.
 func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 	v := &Verdict{Stage: StageInternal, Mode: e.S.Mode}
+	if !t.NullSender() {
+		// non_smtpd_milters also sees mail submitted with sendmail(1):
+		// only Postfix's own bounces (null sender) are judged here.
+		v.Notes = append(v.Notes, "not a bounce: accepted")
+		return v
+	}
 	raw := t.Raw()
 	qid := postfixQueueID(raw)
 	var res AuthResult

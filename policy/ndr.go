@@ -55,8 +55,14 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 	default:
 		return
 	}
+	if e.S.Mode == Observe {
+		// Observe mode changes nothing about delivery: say what would be done.
+		v.NDR = "would-be-" + v.NDR
+		v.Mods.RcptRewrites = nil
+		return
+	}
 	if e.S.NDR.StripSuccessDSN {
-		if args, changed := RemoveParam(t.SenderArgs, "RET"); changed {
+		if args, changed := RemoveParam(t.SenderArgs, "RET"); changed && e.S.Mode != Observe {
 			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = t.Sender, args, true
 			if v.NDR == "" {
 				v.NDR = "success-dsn-stripped"
