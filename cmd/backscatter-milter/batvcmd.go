@@ -24,13 +24,11 @@ func runBATV(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: backscatter-milter batv %s ADDR\n", sub)
 		return exitUsage
 	}
-	path, _ := fs.GetString("config")
-	cfg, err := config.Load(path, fs)
+	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	comp, _ := cfg.Compile()
 	if len(comp.BATVKeys) == 0 {
 		fmt.Fprintln(stderr, "no BATV key configured (batv.enabled and batv.keys)")
 		return exitUsage

@@ -37,13 +37,11 @@ func runDNSBL(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%q is not an IP address\n", fs.Arg(0))
 		return exitUsage
 	}
-	path, _ := fs.GetString("config")
-	cfg, err := config.Load(path, fs)
+	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	comp, _ := cfg.Compile()
 	if len(comp.Zones) == 0 {
 		fmt.Fprintln(stdout, "no DNSBL zones configured")
 		return exitOK

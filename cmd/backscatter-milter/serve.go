@@ -26,13 +26,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if done, code := parse(fs, args); done {
 		return code
 	}
-	path, _ := fs.GetString("config")
-	cfg, err := config.Load(path, fs)
+	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
 		return exitUsage
 	}
-	comp, _ := cfg.Compile()
 	log, err := newLogger(cfg.Log)
 	if err != nil {
 		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
@@ -52,7 +50,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {
-				d.reload(path, fs)
+				d.reload(fs)
 				continue
 			}
 			d.shutdown()
@@ -181,16 +179,15 @@ func (d *daemon) drain() {
 // reload reads the configuration again. A bad configuration is logged and
 // the running one kept; a good one replaces the engine for new messages
 // (messages in flight finish with the engine they started with).
-func (d *daemon) reload(path string, fs *pflag.FlagSet) {
+func (d *daemon) reload(fs *pflag.FlagSet) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cfg, err := config.Load(path, fs)
+	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		d.log.Error("reload refused: the running configuration stays", zap.Error(err))
 		d.metrics.reloaded(false)
 		return
 	}
-	comp, _ := cfg.Compile()
 	old := d.rt.Load()
 	if cfg.Listen != d.cfg.Listen || cfg.InternalBounce.Listen != d.cfg.InternalBounce.Listen {
 		d.log.Warn("listen addresses change only at restart")

@@ -229,12 +229,10 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		env.ClientIP = ip.String()
 	}
 
-	path, _ := fs.GetString("config")
-	cfg, err := config.Load(path, fs)
+	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		return usage("%v", err)
 	}
-	comp, _ := cfg.Compile()
 	opts := buildOptions{offline: *offline, noHealth: true}
 	var mem *sent.MemoryStore
 	if !*useSentLog {

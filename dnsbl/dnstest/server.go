@@ -54,14 +54,8 @@ func New(zone string) (*Server, error) {
 	if err := s.AddZone(zone); err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenPair()
 	if err != nil {
-		return nil, err
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
@@ -75,6 +69,27 @@ func New(zone string) (*Server, error) {
 	<-started
 	<-started
 	return s, nil
+}
+
+// listenPair opens UDP and TCP on one free loopback port. The UDP port is
+// chosen by the kernel; on a busy machine its TCP twin may be taken, so it
+// tries again with another port.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = err
+	}
+	return nil, nil, fmt.Errorf("dnstest: no port free for both UDP and TCP: %w", lastErr)
 }
 
 // Close stops the server.

@@ -322,3 +322,16 @@ func problemFromDecode(msg string) Problem {
 	}
 	return Problem{Key: "(config)", Msg: msg}
 }
+
+// FromFlags loads the configuration named by fs's --config flag (declared
+// by Flags) with fs's overrides, and compiles it. On error the
+// configuration read so far is returned with the problems.
+func FromFlags(fs *pflag.FlagSet) (*Config, *Compiled, error) {
+	path, _ := fs.GetString("config")
+	cfg, err := Load(path, fs)
+	if err != nil {
+		return cfg, nil, err
+	}
+	comp, _ := cfg.Compile()
+	return cfg, comp, nil
+}
