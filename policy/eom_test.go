@@ -153,6 +153,9 @@ func TestEndOutboundSignsAndRecords(t *testing.T) {
 	if seen, _ := e.Sent.Seen(context.Background(), "Out-1@example.org"); !seen {
 		t.Error("message-id not recorded (normalised: domain lowercased)")
 	}
+	if s := e.Sent.(*fakeSent).senders; len(s) != 1 || s[0] != "alice+prvs=0123abcdef@example.org" {
+		t.Errorf("signed sender not recorded: %v", s)
+	}
 	// SASL-authenticated from anywhere is outbound too.
 	tx = e.Begin(context.Background(), "s2", Connection{ClientIP: cleanIP}, "alice@example.org", "", "alice")
 	if tx.Direction != Outbound {
