@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+
+	gomilter "github.com/d--j/go-milter"
+	"github.com/redis/go-redis/v9"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -39,3 +43,15 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 	}
 	return zap.New(zapcore.NewCore(enc, out, level), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
+
+// routeLibraryLogs sends the warnings of go-milter and go-redis, which
+// would print plain lines to stderr, into the structured log.
+func routeLibraryLogs(log *zap.Logger) {
+	gm := log.Named("go-milter").Sugar()
+	gomilter.LogWarning = func(format string, v ...any) { gm.Warnf(format, v...) }
+	redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
+}
+
+type redisLogger struct{ s *zap.SugaredLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }

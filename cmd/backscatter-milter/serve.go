@@ -37,6 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer log.Sync()
+	routeLibraryLogs(log)
 	// Signals are caught before anything starts: a SIGHUP sent as soon as
 	// "started" is logged must reload, not kill the process.
 	sigs := make(chan os.Signal, 4)
