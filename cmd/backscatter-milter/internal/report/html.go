@@ -132,11 +132,12 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		rows[i] = hrow{Label: c.Key, V1: c.Count}
 	}
 	v.Sources = hbars(title, rows, "verdicts", "")
-	rows = rows[:0]
+	// A new slice: the sources chart keeps its rows.
+	mix := make([]hrow, 0, len(r.Evidence))
 	for _, e := range r.Evidence {
-		rows = append(rows, hrow{Label: e.Name, V1: e.Fired, V2: e.Decided})
+		mix = append(mix, hrow{Label: e.Name, V1: e.Fired, V2: e.Decided})
 	}
-	v.Mix = hbars("Evidence mix: fired and decided", rows, "fired", "decided")
+	v.Mix = hbars("Evidence mix: fired and decided", mix, "fired", "decided")
 	return page.Execute(w, v)
 }
 
@@ -254,7 +255,7 @@ func hbars(title string, rows []hrow, key1, key2 string) hbarChart {
 	for _, r := range rows {
 		maxV = max(maxV, r.V1, r.V2)
 	}
-	plotW := chartW - hbarLabelW - 70
+	plotW := chartW - hbarLabelW - 110 // room for the value text ("4078 / 2723") after the longest bar
 	for i := range rows {
 		r := &rows[i]
 		r.Y = float64(i)*hbarRowH + 4

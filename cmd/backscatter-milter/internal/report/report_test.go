@@ -268,8 +268,9 @@ func checkHTML(t *testing.T, r *Report) {
 	page := b.String()
 	z := html.NewTokenizer(strings.NewReader(page))
 	var stack []string
-	charts := map[string]int{} // svg id -> rects inside
-	inSVG := ""
+	charts := map[string]int{}      // svg id -> rects inside
+	titles := map[string][]string{} // svg id -> bar titles
+	inSVG, inTitle := "", false
 	for {
 		tt := z.Next()
 		if tt == html.ErrorToken {
@@ -291,11 +292,23 @@ func checkHTML(t *testing.T, r *Report) {
 				t.Errorf("<%s> in a self-contained page", tok.Data)
 			case "rect":
 				charts[inSVG]++
+				for _, a := range tok.Attr {
+					if inSVG == "chart-sources" && a.Key == "width" && (a.Val == "0" || a.Val == "0.0") {
+						t.Errorf("%s: a bar of width 0 (%v)", inSVG, tok.Attr)
+					}
+				}
+			case "title":
+				inTitle = inSVG != ""
 			}
 			if tt == html.StartTagToken && !voidElement[tok.Data] {
 				stack = append(stack, tok.Data)
 			}
+		case html.TextToken:
+			if inTitle {
+				titles[inSVG] = append(titles[inSVG], tok.Data)
+			}
 		case html.EndTagToken:
+			inTitle = false
 			if len(stack) == 0 || stack[len(stack)-1] != tok.Data {
 				t.Fatalf("HTML not well formed: </%s> closes %v", tok.Data, stack)
 			}
@@ -321,6 +334,12 @@ func checkHTML(t *testing.T, r *Report) {
 	}
 	if charts["chart-sources"] != len(r.TopSources) {
 		t.Errorf("sources chart has %d bars, want %d", charts["chart-sources"], len(r.TopSources))
+	}
+	for i, c := range r.TopSources {
+		if want := fmt.Sprintf("%s: %d", c.Key, c.Count); i >= len(titles["chart-sources"]) || titles["chart-sources"][i] != want {
+			t.Errorf("sources chart bar %d is %q, want %q", i, titles["chart-sources"], want)
+			break
+		}
 	}
 	if charts["chart-evidence"] != 2*len(r.Evidence) {
 		t.Errorf("evidence chart has %d bars, want %d", charts["chart-evidence"], 2*len(r.Evidence))
