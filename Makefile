@@ -63,3 +63,6 @@ clean:
 
 # make install: binary, systemd unit, example config, docs (PREFIX, DESTDIR, ...).
 include cmd/backscatter-milter/dist/install.mk
+
+# make soak: 10,000 messages through Postfix under DNS faults and a milter restart.
+include cmd/backscatter-milter/dist/soak.mk
