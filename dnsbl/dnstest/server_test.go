@@ -2,6 +2,7 @@ package dnstest_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -109,5 +110,19 @@ func TestNewRejectsHostnames(t *testing.T) {
 	c, err := resolver.New("127.0.0.1, [::1]:5353", time.Second)
 	if err != nil || len(c.Servers) != 2 || c.Servers[0] != "127.0.0.1:53" || c.Servers[1] != "[::1]:5353" {
 		t.Fatalf("New = %+v, %v", c, err)
+	}
+}
+
+func TestResolverTimeoutIsVisible(t *testing.T) {
+	s := dnstest.Start(t, zone)
+	s.SetFault("*", dnstest.Fault{Drop: true})
+	c, err := resolver.New(s.Addr, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = c.LookupA(context.Background(), "2.0.0.127.bl.test")
+	var ne interface{ Timeout() bool }
+	if !resolver.IsTemporary(err) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v: want a temporary error that unwraps to a timeout", err)
 	}
 }

@@ -77,7 +77,7 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 	var lastErr error
 	for _, srv := range c.Servers {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("%w: %s %s: %v", ErrTemporary, name, dns.TypeToString[qtype], err)
+			return nil, fmt.Errorf("%w: %s %s: %w", ErrTemporary, name, dns.TypeToString[qtype], err)
 		}
 		r, _, err := c.udp.ExchangeContext(ctx, m, srv)
 		if err == nil && r.Truncated {
@@ -98,7 +98,7 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 			lastErr = fmt.Errorf("server %s answered %s", srv, dns.RcodeToString[r.Rcode])
 		}
 	}
-	return nil, fmt.Errorf("%w: %s %s: %v", ErrTemporary, name, dns.TypeToString[qtype], lastErr)
+	return nil, fmt.Errorf("%w: %s %s: %w", ErrTemporary, name, dns.TypeToString[qtype], lastErr)
 }
 
 // answers returns the records of type qtype for name, following CNAMEs the
