@@ -309,10 +309,8 @@ func TestDeadline(t *testing.T) {
 	if r.Score() != 3 {
 		t.Errorf("score %d, want 3", r.Score())
 	}
-	// A generous bound: the point is that the 3s zone does not hold the check.
-	if r.Elapsed > timeout+time.Second {
-		t.Errorf("check took %v with a %v timeout", r.Elapsed, timeout)
-	}
+	// The 3 s zone did not hold the check: had Wait waited for it, the zone
+	// would be listed, not timed out (checked above without a clock).
 
 	// The caller's context ends the wait too.
 	cctx, cancel := context.WithCancel(ctx)

@@ -80,10 +80,12 @@ func TestSPFTimeout(t *testing.T) {
 	if got != SPFTempError || err == nil {
 		t.Fatalf("SPF = %q, %v; want temperror with an error", got, err)
 	}
-	// A bound ten times the timeout: this checks that the timeout applies,
-	// not how fast anything is.
-	if el := time.Since(start); el > 10*c.Timeout {
-		t.Fatalf("SPF took %v with a %v timeout", el, c.Timeout)
+	t.Logf("SPF gave %q after %v: %v", got, time.Since(start), err)
+	// The check ended because its deadline passed, not for another reason:
+	// asserted on the error, never on elapsed time (machines are shared).
+	// The SPF library keeps only the text of the resolver's error.
+	if !strings.Contains(err.Error(), "timeout") && !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("SPF error %v does not show the timeout", err)
 	}
 }
 

@@ -30,8 +30,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("user--prvs=0123abcdef@x", "--")
 	f.Fuzz(func(t *testing.T, addr, delim string) {
-		if strings.ContainsAny(delim, "@=\"") {
-			return
+		if strings.ContainsAny(delim, "@=\"") || !isASCII(delim) {
+			return // configuration allows only ASCII delimiters (config check)
 		}
 		tag, base, ok := ParseDelimiter(addr, delim)
 		if !ok {
@@ -74,7 +74,9 @@ func FuzzVerify(f *testing.F) {
 		if r := s.Verify(signed); r.Status != StatusOK {
 			t.Fatalf("Verify(Sign(%q) = %q) = %+v", addr, signed, r)
 		}
-		tagAt := lastIndexFold(signed, prvsPrefix) + len(prvsPrefix)
+		// The tag is in the local part; the domain may contain "prvs=" too.
+		local := signed[:strings.LastIndexByte(signed, '@')]
+		tagAt := lastIndexFold(local, prvsPrefix) + len(prvsPrefix)
 		i := tagAt + int(flip)%tagLen
 		b := []byte(signed)
 		b[i] ^= 0x01
@@ -91,4 +93,13 @@ func lastIndexFold(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
