@@ -66,3 +66,6 @@ include cmd/backscatter-milter/dist/install.mk
 
 # make soak: 10,000 messages through Postfix under DNS faults and a milter restart.
 include cmd/backscatter-milter/dist/soak.mk
+
+# make bench-e2e / bench-latency / bench-sendmail: real-MTA throughput and latency (docs/performance.md).
+include cmd/backscatter-milter/dist/bench.mk

@@ -1,0 +1,7 @@
+// Package benche2e holds the end-to-end benchmarks of backscatter-milter
+// against real MTAs on loopback: throughput through Postfix compared with
+// no milter and with a do-nothing milter, and one transaction's latency
+// through Sendmail over TCP and unix sockets. They are tests gated by
+// BACKSCATTER_BENCH_E2E=1 (make bench-e2e, make bench-sendmail) and write
+// their tables into docs/performance.md; the package has no other code.
+package benche2e
