@@ -486,7 +486,9 @@ func NormalizeMessageID(s string) string {
 	}
 	s = strings.NewReplacer("<", "", ">", "").Replace(s)
 	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		s = s[:at+1] + strings.ToLower(s[at+1:])
+		// ASCII only, as policy/sent does: the two must agree byte for
+		// byte, and strings.ToLower rewrites invalid UTF-8.
+		s = s[:at+1] + lowerASCII([]byte(s[at+1:]))
 	}
 	return s
 }

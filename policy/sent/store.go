@@ -57,7 +57,9 @@ func NormalizeMessageID(id string) (string, error) {
 		return "", err
 	}
 	if at := strings.LastIndexByte(id, '@'); at >= 0 {
-		return id[:at+1] + strings.ToLower(id[at+1:]), nil
+		// ASCII only: strings.ToLower would turn invalid UTF-8 into U+FFFD,
+		// changing bytes (and lengths) beyond their case.
+		return id[:at+1] + lowerASCII(id[at+1:]), nil
 	}
 	return id, nil
 }
