@@ -19,26 +19,14 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 )
 
-// soakEnv turns on the full-size soak run (make soak): 10,000 messages
-// through 120 concurrent sessions. Without it only the CI-sized run goes.
-const soakEnv = "BACKSCATTER_SOAK"
-
 // TestSoakCI is the scaled-down load-with-faults run every `go test` does:
-// the same phases as TestSoak with 500 messages over 30 sessions.
+// the same phases as TestSoak (soak_full_test.go, build tag soak: make
+// soak) with 500 messages over 30 sessions.
 func TestSoakCI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration load test: runs real Postfix (not in -short)")
 	}
 	runSoak(t, soakSize{messages: 500, sessions: 30, perSession: 2})
-}
-
-// TestSoak is the full run of issue 7 item 5: 10,000 messages, 120
-// concurrent SMTP sessions, DNS faults and a milter restart.
-func TestSoak(t *testing.T) {
-	if os.Getenv(soakEnv) != "1" {
-		t.Skipf("full soak run: set %s=1 (make soak); TestSoakCI runs a scaled-down version", soakEnv)
-	}
-	runSoak(t, soakSize{messages: 10000, sessions: 120, perSession: 4})
 }
 
 type soakSize struct {

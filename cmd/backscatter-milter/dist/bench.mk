@@ -26,12 +26,12 @@ BENCH_E2E_ENV       = BACKSCATTER_BENCH_E2E=1 BACKSCATTER_REQUIRE_INTEGRATION=1 
 bench-e2e:
 	$(BENCH_E2E_ENV) BACKSCATTER_BENCH_ROUNDS=$(BENCH_ROUNDS) BACKSCATTER_BENCH_MESSAGES=$(BENCH_MESSAGES) \
 	BACKSCATTER_BENCH_SESSIONS=$(BENCH_SESSIONS) \
-	  $(GO) test -count=1 -v -timeout 60m -run '^TestPostfixThroughput$$' $(BENCH_E2E_PKG)
+	  $(GO) test -tags benche2e -count=1 -v -timeout 60m -run '^TestPostfixThroughput$$' $(BENCH_E2E_PKG)
 
 bench-latency:
 	$(BENCH_E2E_ENV) BACKSCATTER_BENCH_LATENCY_MESSAGES=$(BENCH_LAT_MESSAGES) \
-	  $(GO) test -count=1 -v -timeout 30m -run '^Test(Sendmail|Postfix)Latency$$' $(BENCH_E2E_PKG)
+	  $(GO) test -tags benche2e -count=1 -v -timeout 30m -run '^Test(Sendmail|Postfix)Latency$$' $(BENCH_E2E_PKG)
 
 bench-sendmail:
 	$(BENCH_E2E_ENV) BACKSCATTER_BENCH_LATENCY_MESSAGES=$(BENCH_LAT_MESSAGES) \
-	  $(GO) test -count=1 -v -timeout 30m -run '^TestSendmailLatency$$' $(BENCH_E2E_PKG)
+	  $(GO) test -tags benche2e -count=1 -v -timeout 30m -run '^TestSendmailLatency$$' $(BENCH_E2E_PKG)

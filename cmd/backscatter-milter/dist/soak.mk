@@ -8,5 +8,5 @@ SOAK_TIMEOUT ?= 45m
 .PHONY: soak
 
 soak:
-	BACKSCATTER_SOAK=1 BACKSCATTER_REQUIRE_INTEGRATION=1 $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) \
+	BACKSCATTER_REQUIRE_INTEGRATION=1 $(GO) test -tags soak -count=1 -timeout $(SOAK_TIMEOUT) \
 	  -run '^TestSoak$$' -v ./cmd/backscatter-milter

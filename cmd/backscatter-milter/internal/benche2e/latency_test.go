@@ -1,3 +1,5 @@
+//go:build benche2e
+
 package benche2e
 
 import (

@@ -1,3 +1,5 @@
+//go:build benche2e
+
 package benche2e
 
 // What the end-to-end benchmarks share: the gate, the do-nothing milter (this
