@@ -240,43 +240,9 @@ func writeKey(t *testing.T) (string, *batv.Signer) {
 	return p, &batv.Signer{Keys: []batv.Key{{ID: 0, Secret: secret}}}
 }
 
-// dsnFor writes an RFC 3464 bounce of an original with msgID that passed relay.
+// dsnFor is a bounce to to of an original with msgID that passed relay.
 func dsnFor(to, msgID, relayName, relayIP string) []byte {
-	return []byte(`From: Mail Delivery System <MAILER-DAEMON@mx.remote.test>
-To: ` + to + `
-Subject: Undelivered Mail Returned to Sender
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="BB"
-Message-ID: <dsn-` + msgID + `>
-
---BB
-Content-Type: text/plain
-
-This is the mail system at host mx.remote.test. Your message could not be delivered.
-
---BB
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.remote.test
-
-Final-Recipient: rfc822; nobody@remote.test
-Action: failed
-Status: 5.1.1
-
---BB
-Content-Type: text/rfc822-headers
-
-Received: from ` + relayName + ` (` + relayName + ` [` + relayIP + `])
-	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
-	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
-From: someone@example.org
-To: nobody@remote.test
-Subject: hello
-Message-ID: <` + msgID + `>
-
---BB--
-`)
+	return mtatest.DSN(to, "dsn-"+msgID, msgID, relayName, relayIP)
 }
 
 func plainMessage(from, to, msgID, extra, body string) []byte {

@@ -477,40 +477,5 @@ func ordinaryMessage(id string) []byte {
 }
 
 func dsnMessage(id, relayName, relayIP string) []byte {
-	return []byte(`From: Mail Delivery System <MAILER-DAEMON@mx.remote.test>
-To: bob@example.org
-Subject: Undelivered Mail Returned to Sender
-Date: Tue, 24 Nov 2026 00:00:00 +0000
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="BB"
-Message-ID: <dsn-` + id + `@mx.remote.test>
-
---BB
-Content-Type: text/plain
-
-This is the mail system at host mx.remote.test. Your message could not be delivered.
-
---BB
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.remote.test
-
-Final-Recipient: rfc822; nobody@remote.test
-Action: failed
-Status: 5.1.1
-
---BB
-Content-Type: text/rfc822-headers
-
-Received: from ` + relayName + ` (` + relayName + ` [` + relayIP + `])
-	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
-	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
-From: bob@example.org
-To: nobody@remote.test
-Subject: hello
-Message-ID: <orig-` + id + `@example.org>
-
---BB--
-`)
+	return mtatest.DSN("bob@example.org", "dsn-"+id+"@mx.remote.test", "orig-"+id+"@example.org", relayName, relayIP)
 }
