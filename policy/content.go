@@ -41,9 +41,11 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 
 func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verdict) Evidences {
 	v.Notes = append(v.Notes, "content: "+rep.Kind.String())
+	storeFailed := false
 	if id := rep.OriginalMessageID; id != "" {
 		if seen, err := e.seen(ctx, id); err != nil {
 			v.Notes = append(v.Notes, "sent log: "+err.Error())
+			storeFailed = true
 		} else if seen {
 			return Evidences{{Name: EvBounceOurs, Weight: e.S.weight(EvBounceOurs), Detail: "message-id <" + id + "> is in the sent log"}}
 		}
@@ -58,6 +60,12 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 	}
 	if !rep.OriginalHeaders {
 		v.Notes = append(v.Notes, "no original headers in the bounce: no evidence either way")
+		return nil
+	}
+	if storeFailed {
+		// "Not ours" needs the sent log's answer: a failed lookup is no
+		// evidence either way (fail open), never a reason to hold.
+		v.Notes = append(v.Notes, "sent log unavailable: no evidence either way")
 		return nil
 	}
 	detail := fmt.Sprintf("%d original hops, none ours", len(rep.Received))

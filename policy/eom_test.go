@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -254,5 +255,25 @@ func TestInternalBounceIgnoresNonBounces(t *testing.T) {
 	e.Rcpt(context.Background(), tx, "victim@fail.test", "")
 	if v := e.InternalBounce(context.Background(), tx); v.Action != Accept {
 		t.Fatalf("a locally submitted message was judged as an NDR: %+v", v)
+	}
+}
+
+// A sent log that fails (Redis down) is no evidence either way: a bounce of
+// our own mail must not be held because the store could not be asked.
+func TestEndSentLogDownIsNoEvidence(t *testing.T) {
+	e := testEngine()
+	e.Tagger = nil
+	e.Sent = &fakeSent{err: errors.New("redis: connection refused")}
+	v := endBounce(t, e, cleanIP, "bob@example.org", "sent-1@example.org", "spam.remote.test")
+	if v.Action != Accept || v.Evidence.Has(EvBounceNotOurs) || len(v.Evidence) != 0 {
+		t.Fatalf("sent log down: action %v evidence %v notes %v", v.Action, v.Evidence, v.Notes)
+	}
+	if !strings.Contains(strings.Join(v.Notes, "; "), "sent log") {
+		t.Errorf("the failure is not noted: %v", v.Notes)
+	}
+	// Our relay in the bounce is still proof, store or no store.
+	v = endBounce(t, e, cleanIP, "bob@example.org", "x@example.org", "mx1.example.org")
+	if !v.Evidence.Has(EvBounceOursRelay) {
+		t.Errorf("relay proof lost when the store is down: %v", v.Evidence)
 	}
 }
