@@ -276,10 +276,6 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 			s.log.Error("internal-bounce role refused an action it must never take; holding instead",
 				zap.Stringer("action", v.Action), zap.String("session", s.tx.SessionID))
 			v.Action, v.Reply = policy.Quarantine, nil
-		}
-		if v.Action == policy.Quarantine && v.Mods.QuarantineReason == "" {
-			// The engine clamps a configured reject to quarantine without a
-			// reason; Postfix would hold the NDR with nothing to say why.
 			v.Mods.QuarantineReason = "backscatter-milter internal bounce held"
 		}
 	} else {

@@ -76,7 +76,7 @@ type Verdict struct {
 	Mods      Modifications
 	Auth      AuthResult // EOM, inbound: return-path state, if checked
 	AuthWhy   string
-	NDR       string // "suppressed", "success-dsn-stripped", "" (untouched)
+	NDR       string // "" (untouched), "suppressed", "success-dsn-stripped", "would-be-…" in observe mode; the milter adds "not-possible-with-sendmail"
 	Notes     []string
 }
 
@@ -155,7 +155,7 @@ func (e *Engine) Rcpt(ctx context.Context, t *Transaction, rcpt, args string) *V
 	}
 	ev := append(append(Evidences{}, t.global...), r.Evidence...)
 	v.Evidence, v.Score = ev, ev.Score()
-	if e.S.Thresholds.Reject > 0 && v.Score >= e.S.Thresholds.Reject {
+	if e.S.Thresholds.Action(v.Score) == Reject {
 		v.Would = Reject
 		if e.S.Mode == Enforce {
 			v.Action = Reject
@@ -168,9 +168,11 @@ func (e *Engine) Rcpt(ctx context.Context, t *Transaction, rcpt, args string) *V
 	return v
 }
 
+var tagEvidenceNames = map[TagStatus]string{TagOK: EvBATVOK, TagMissing: EvBATVMissing, TagBad: EvBATVBad, TagExpired: EvBATVExpired}
+
 func (e *Engine) tagEvidence(rcpt string) Evidence {
 	st := e.Tagger.Verify(rcpt)
-	name := map[TagStatus]string{TagOK: EvBATVOK, TagMissing: EvBATVMissing, TagBad: EvBATVBad, TagExpired: EvBATVExpired}[st]
+	name := tagEvidenceNames[st]
 	if name == "" {
 		name = EvBATVBad
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // dsn builds an RFC 3464 bounce of an original with the given Message-ID and relay.
@@ -275,5 +276,22 @@ func TestEndSentLogDownIsNoEvidence(t *testing.T) {
 	v = endBounce(t, e, cleanIP, "bob@example.org", "x@example.org", "mx1.example.org")
 	if !v.Evidence.Has(EvBounceOursRelay) {
 		t.Errorf("relay proof lost when the store is down: %v", v.Evidence)
+	}
+}
+
+func TestInternalBounceNeverRejects(t *testing.T) {
+	for _, configured := range []Action{Reject, Tempfail} {
+		e := testEngine()
+		e.S.InternalBounceAction = configured
+		e.AuthMemory = NewAuthMemory(10, time.Hour)
+		e.AuthMemory.Remember("4ABC", Forged, time.Now())
+		tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "", "", "")
+		e.Rcpt(context.Background(), tx, "victim@fail.test", "")
+		tx.Headers = []Header{{"Subject", " Undelivered Mail Returned to Sender"}}
+		tx.Body = []byte("Reporting-MTA: dns; mx.example.org\r\nX-Postfix-Queue-ID: 4ABC\r\n")
+		v := e.InternalBounce(context.Background(), tx)
+		if v.Action != Quarantine || !strings.Contains(v.Mods.QuarantineReason, "forged") || !v.Evidence.Has(EvNDRForged) {
+			t.Errorf("configured %v: action %v reason %q evidence %v", configured, v.Action, v.Mods.QuarantineReason, v.Evidence)
+		}
 	}
 }

@@ -88,8 +88,9 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 	qid := postfixQueueID(raw)
 	var res AuthResult
 	var how string
+	remembered := false // res is the inbound milter's own verdict on the original
 	if r, ok := e.AuthMemory.Recall(qid, e.now()); ok && qid != "" {
-		res, how = r, "remembered for queue id "+qid
+		res, how, remembered = r, "remembered for queue id "+qid, true
 	} else if e.Auth != nil {
 		rep, err := bounce.Parse(raw, bounce.DefaultLimits())
 		// Postfix addresses its NDR to the original sender: the envelope
@@ -116,7 +117,10 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 		}
 	}
 	switch {
-	case res == Forged || res == Unauthenticated && e.memoryOnly(how, qid):
+	// An unauthenticated (not forged) sender counts only when the inbound
+	// milter judged that message itself, under the operator's rule that
+	// unauthenticated senders get no NDR.
+	case res == Forged || res == Unauthenticated && remembered && !e.S.NDR.SPFFailOnly:
 		v.Evidence = Evidences{{Name: EvNDRForged, Weight: 0, Detail: how}}
 		v.Would = e.S.InternalBounceAction
 	case res == Authenticated:
@@ -126,23 +130,16 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 	}
 	v.Auth = res
 	v.Action = v.Would
+	if v.Action != Accept && v.Action != Discard && v.Action != Quarantine {
+		v.Action = Quarantine // never reject or tempfail here (see Settings.InternalBounceAction)
+	}
 	if e.S.Mode == Observe {
 		v.Action = Accept
 	}
 	if v.Action == Quarantine {
 		v.Mods.QuarantineReason = "NDR to a forged sender: " + how
 	}
-	if v.Action != Accept && v.Action != Discard && v.Action != Quarantine {
-		v.Action = Quarantine // never reject or tempfail here (see Settings.InternalBounceAction)
-	}
 	return v
-}
-
-// memoryOnly: an unauthenticated (not forged) sender only counts when the
-// inbound milter itself judged that message, under the operator's rule
-// that unauthenticated senders get no NDR.
-func (e *Engine) memoryOnly(how, qid string) bool {
-	return qid != "" && strings.HasPrefix(how, "remembered") && !e.S.NDR.SPFFailOnly
 }
 
 // postfixQueueID finds the queue ID Postfix writes into its DSNs.

@@ -80,11 +80,15 @@ func DefaultSettings() Settings {
 	}
 }
 
+// defaultWeights backs Settings built without a full Weights map; it is
+// read only, so every Settings can share it.
+var defaultWeights = DefaultWeights()
+
 func (s *Settings) weight(name string) int {
 	if w, ok := s.Weights[name]; ok {
 		return w
 	}
-	return DefaultWeights()[name]
+	return defaultWeights[name]
 }
 
 func (s *Settings) isLocal(domain string) bool {
