@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 )
 
@@ -47,31 +46,31 @@ func bounceTo(t *testing.T, s *mtatest.Sink, rcpt string) []mtatest.SinkMessage 
 	return out
 }
 
+// waitBounceTo waits until a bounce to rcpt reaches the relay sink.
+func waitBounceTo(t *testing.T, pf *mtatest.Postfix, rcpt, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(bounceTo(t, pf.Sink, rcpt)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s; postfix log:\n%s", what, pf.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestNoNDRToForgedSender: the milter rewrites the recipients of mail from
 // an unauthenticated sender with NOTIFY=NEVER, so when the next hop rejects
 // it Postfix writes no bounce; an SPF-authenticated sender still gets one.
 func TestNoNDRToForgedSender(t *testing.T) {
 	mtatest.RequirePostfix(t)
-	dns := dnstest.Start(t, dnsZone)
-	m := startMilter(t, `
-local_domains: [example.org]
-trusted_networks: [127.0.0.1/32]
-resolver: `+dns.Addr+`
-dnsbl: { zones: [] }
-`)
+	m := startMilter(t, testPolicy(t))
 	pf := ndrSetup(t, m, false)
 
 	forgedQ := sendFrom(t, pf, "victim@fail.test", "nobody@reject.example.net", "f-1@fail.test")
 	realQ := sendFrom(t, pf, "sender@pass.test", "nobody@reject.example.net", "p-1@pass.test")
 
 	// The real sender's bounce reaches it (through the relay sink)...
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bounceTo(t, pf.Sink, "sender@pass.test")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no bounce for the authenticated sender; postfix log:\n%s", pf.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitBounceTo(t, pf, "sender@pass.test", "no bounce for the authenticated sender")
 	// ...and the forged one was rejected by the next hop with no bounce.
 	pf.WaitLog(t, forgedQ+": to=<nobody@reject.example.net>", 30*time.Second)
 	pf.WaitQueueEmpty(t, 30*time.Second)
@@ -103,12 +102,7 @@ dnsbl: { zones: [] }
 // forged sender is held, the legitimate one goes out.
 func TestInternalBounceRole(t *testing.T) {
 	mtatest.RequirePostfix(t)
-	dns := dnstest.Start(t, dnsZone)
-	m := startMilter(t, `
-local_domains: [example.org]
-trusted_networks: [127.0.0.1/32]
-resolver: `+dns.Addr+`
-dnsbl: { zones: [] }
+	m := startMilter(t, testPolicy(t)+`
 ndr_suppression: { enabled: false, strip_success_dsn: false }
 internal_bounce: { listen: ILISTEN, action: quarantine }
 `)
@@ -116,13 +110,7 @@ internal_bounce: { listen: ILISTEN, action: quarantine }
 	sendFrom(t, pf, "victim@fail.test", "nobody@reject.example.net", "f-2@fail.test")
 	sendFrom(t, pf, "sender@pass.test", "nobody@reject.example.net", "p-2@pass.test")
 
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bounceTo(t, pf.Sink, "sender@pass.test")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the legitimate NDR did not go out; postfix log:\n%s", pf.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitBounceTo(t, pf, "sender@pass.test", "the legitimate NDR did not go out")
 	held := pf.WaitQueue(t, 30*time.Second, "NDR to the forged sender on hold", func(q []mtatest.QueueEntry) bool {
 		for _, e := range q {
 			if e.QueueName == "hold" {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 )
 
@@ -16,16 +15,8 @@ import (
 // over SMTP and checks what reaches the sink, the hold queue and the log.
 func TestPostfixEndToEnd(t *testing.T) {
 	mtatest.RequirePostfix(t)
-	dns := dnstest.Start(t, dnsZone)
-	keyFile, signer := writeKey(t)
-	m := startMilter(t, `
-mode: enforce
-local_domains: [example.org, other.example]
-trusted_networks: [127.0.0.1/32]
-resolver: `+dns.Addr+`
-dnsbl: { zones: [] }
-batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.org] }
-`)
+	batvLine, signer := batvPolicy(t)
+	m := startMilter(t, "mode: enforce\n"+testPolicy(t, "example.org", "other.example")+batvLine)
 	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{MilterAddr: m.Spec, RelayDomains: []string{"example.org", "other.example"},
 		Main: map[string]string{"recipient_delimiter": "+"}})
 	outside := func(msgs ...mtatest.SMTPMessage) mtatest.SessionResult {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 )
 
@@ -36,16 +35,8 @@ func lastTo(t *testing.T, s *mtatest.Sink, rcpt string, timeout time.Duration) m
 // TestSendmailEndToEnd drives a private Sendmail attached to the real daemon.
 func TestSendmailEndToEnd(t *testing.T) {
 	mtatest.RequireSendmail(t)
-	dns := dnstest.Start(t, dnsZone)
-	keyFile, signer := writeKey(t)
-	m := startMilter(t, `
-mode: enforce
-local_domains: [example.org, other.example]
-trusted_networks: [127.0.0.1/32]
-resolver: `+dns.Addr+`
-dnsbl: { zones: [] }
-batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.org] }
-`)
+	batvLine, signer := batvPolicy(t)
+	m := startMilter(t, "mode: enforce\n"+testPolicy(t, "example.org", "other.example")+batvLine)
 	sm := mtatest.StartSendmail(t, mtatest.SendmailOptions{MilterAddr: m.Spec, RelayDomains: []string{"example.org", "other.example"}})
 	outside := func(msgs ...mtatest.SMTPMessage) mtatest.SessionResult {
 		return sm.SendSession(t, mtatest.Session{LocalIP: "127.0.0.2", Helo: "mx.remote.test", Messages: msgs})

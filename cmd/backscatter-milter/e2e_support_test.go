@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
@@ -228,6 +229,27 @@ pass.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 fail.test. 300 IN TXT "v=spf1 -all"
 remote.test. 300 IN TXT "v=spf1 ?all"
 `
+
+// testPolicy is the configuration the end-to-end tests share: domains are
+// ours, only 127.0.0.1 is trusted (the test clients come from 127.0.0.2),
+// SPF records come from an in-process DNS server, and no DNSBL is asked.
+func testPolicy(t *testing.T, domains ...string) string {
+	t.Helper()
+	if len(domains) == 0 {
+		domains = []string{"example.org"}
+	}
+	dns := dnstest.Start(t, dnsZone)
+	return "local_domains: [" + strings.Join(domains, ", ") + "]\ntrusted_networks: [127.0.0.1/32]\nresolver: " +
+		dns.Addr + "\ndnsbl: { zones: [] }\n"
+}
+
+// batvPolicy turns BATV on for example.org with a fresh key, and returns the
+// configuration line and a signer with the same key.
+func batvPolicy(t *testing.T) (string, *batv.Signer) {
+	t.Helper()
+	keyFile, signer := writeKey(t)
+	return "batv: { enabled: true, keys: [{ id: 0, file: " + keyFile + " }], domains: [example.org] }\n", signer
+}
 
 // writeKey writes a BATV key file (mode 0600) and returns its path and a signer.
 func writeKey(t *testing.T) (string, *batv.Signer) {

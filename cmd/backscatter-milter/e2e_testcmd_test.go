@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
 )
 
@@ -13,8 +12,7 @@ import (
 // message the verdict the milter gives it through a real Postfix.
 func TestOfflineTestMatchesPostfix(t *testing.T) {
 	mtatest.RequirePostfix(t)
-	dns := dnstest.Start(t, dnsZone)
-	policyYAML := "local_domains: [example.org]\ntrusted_networks: [127.0.0.1/32]\nrelays: []\ndnsbl: { zones: [] }\nresolver: " + dns.Addr + "\n"
+	policyYAML := testPolicy(t) + "relays: []\n" // the same policy online and offline
 	m := startMilter(t, policyYAML)
 	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{MilterAddr: m.Spec})
 	offlineCfg := filepath.Join(t.TempDir(), "config.yaml")
