@@ -220,20 +220,5 @@ func (r returnPath) Result(ctx context.Context, spf string, raw []byte, mailFrom
 }
 
 func (r returnPath) HasAlignedSignature(sigs []string, mailFrom string) bool {
-	from := policy.Domain(mailFrom)
-	if from == "" {
-		return false
-	}
-	for _, s := range sigs {
-		for _, tag := range strings.Split(s, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(tag), "=")
-			if ok && strings.TrimSpace(k) == "d" {
-				d := strings.ToLower(strings.Join(strings.Fields(v), ""))
-				if auth.OrgDomain(d) == auth.OrgDomain(from) {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return auth.MayAlign(sigs, mailFrom)
 }

@@ -60,3 +60,25 @@ func (c *Checker) DKIM(ctx context.Context, raw []byte, mailFrom string) []DKIMS
 	}
 	return out
 }
+
+// MayAlign reports, from the DKIM-Signature header values alone, whether
+// any signature's d= domain aligns with the MAIL FROM domain. It is the
+// cheap test that decides whether a message body is worth keeping for
+// verification: false means DKIM cannot authenticate this sender.
+func MayAlign(signatureValues []string, mailFrom string) bool {
+	_, from := splitSender(mailFrom)
+	for _, sig := range signatureValues {
+		for _, tag := range strings.Split(sig, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(tag), "=")
+			if !ok || strings.TrimSpace(k) != "d" {
+				continue
+			}
+			// Folded header values may put white space inside the tag value.
+			d := strings.ToLower(strings.TrimSuffix(strings.Join(strings.Fields(v), ""), "."))
+			if aligned(d, from) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -91,3 +91,26 @@ func TestDKIMMaxSignatures(t *testing.T) {
 		t.Errorf("%d key lookups, want 2", n)
 	}
 }
+
+func TestMayAlign(t *testing.T) {
+	for _, c := range []struct {
+		sigs []string
+		from string
+		want bool
+	}{
+		{[]string{"v=1; a=ed25519-sha256; d=example.test; s=ed; b=x"}, "alice@example.test", true},
+		{[]string{"v=1; d=mail.example.test; s=k; b=x"}, "<alice@example.test>", true}, // same organizational domain
+		{[]string{"v=1; d=Example.TEST.; s=k"}, "alice@sub.example.test", true},
+		{[]string{"v=1; d=\r\n\texample.test; s=k"}, "alice@example.test", true}, // folded
+		{[]string{"v=1; d=other.test; s=k", "v=1; d=example.test; s=k"}, "alice@example.test", true},
+		{[]string{"v=1; d=other.test; s=k"}, "alice@example.test", false},
+		{[]string{"v=1; s=k; b=x"}, "alice@example.test", false}, // no d=
+		{[]string{"v=1; d=example.test"}, "", false},             // null sender aligns with nothing
+		{nil, "alice@example.test", false},
+		{[]string{"garbage"}, "alice@example.test", false},
+	} {
+		if got := MayAlign(c.sigs, c.from); got != c.want {
+			t.Errorf("MayAlign(%q, %q) = %v, want %v", c.sigs, c.from, got, c.want)
+		}
+	}
+}
