@@ -295,3 +295,18 @@ func TestInternalBounceNeverRejects(t *testing.T) {
 		}
 	}
 }
+
+// The sent log failing on outbound mail is noted; the message still goes
+// out, signed.
+func TestOutboundSentLogDown(t *testing.T) {
+	e := testEngine()
+	e.Sent = &fakeSent{err: errors.New("redis: connection refused")}
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "", "")
+	e.Rcpt(context.Background(), tx, "x@remote.test", "")
+	tx.Headers = []Header{{"Message-ID", " <out-2@example.org>"}}
+	v := e.End(context.Background(), tx)
+	notes := strings.Join(v.Notes, "; ")
+	if v.Action != Accept || !v.Mods.ChangeFromSet || !strings.Contains(notes, "sent log: redis") || !strings.Contains(notes, "sent log (sender)") {
+		t.Fatalf("action %v mods %+v notes %q", v.Action, v.Mods, notes)
+	}
+}
