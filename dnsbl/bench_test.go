@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
 // BenchmarkCachedVerdict is the common case: a client seen recently, every

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
 
 // Status is the outcome of one zone for one IP.

@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
 
 // testZone is served by dnstest in every test. 192.0.2.0/24 clients:

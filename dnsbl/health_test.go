@@ -11,7 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
 const healthZone = `

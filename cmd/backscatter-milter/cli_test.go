@@ -14,7 +14,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
 func runCLI(args ...string) (int, string, string) {

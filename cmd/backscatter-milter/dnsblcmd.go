@@ -11,7 +11,7 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 

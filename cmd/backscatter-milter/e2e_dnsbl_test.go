@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // TestDNSBLSafeModeThroughPostfix: a real rbldnsd lists 127.0.0.2 in a

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // ndrSetup starts Postfix with reject.example.net routed to a sink that

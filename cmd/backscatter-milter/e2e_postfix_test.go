@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // TestPostfixEndToEnd drives a private Postfix attached to the real daemon

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // lastTo returns the newest sink message to rcpt.

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 )
 

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // TestOfflineTestMatchesPostfix: `backscatter-milter test` gives each sample

@@ -15,8 +15,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // TestSoakCI is the scaled-down load-with-faults run every `go test` does:

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
 const emlDir = "../../testdata/eml"

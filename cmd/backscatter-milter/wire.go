@@ -12,7 +12,7 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/auth"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"

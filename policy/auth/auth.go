@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"golang.org/x/net/publicsuffix"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
 
 // BenchmarkCheck measures one message's authentication against a loopback

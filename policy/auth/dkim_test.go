@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/miekg/dns"
 )
 

@@ -4,7 +4,7 @@
 // never sends a bounce to a sender that may be forged.
 //
 // Two mechanisms are checked, both through the project's one DNS seam
-// (dnsbl/resolver), so tests run against an in-process DNS server:
+// (internal/resolver), so tests run against an in-process DNS server:
 //
 //   - SPF (RFC 7208, blitiri.com.ar/go/spf) of the client IP for the MAIL FROM
 //     domain; for the null sender, of the HELO name (postmaster@helo, §2.4).

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy/auth"
 )
 

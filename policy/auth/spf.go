@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"blitiri.com.ar/go/spf"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
 
 // SPF checks whether ip may send mail for the MAIL FROM domain, or for the

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/dnsbl/resolver"
+	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/miekg/dns"
 )
 

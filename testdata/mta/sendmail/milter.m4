@@ -1,4 +1,4 @@
-dnl Milter macros of the private Sendmail in milter/mtatest: the macros
+dnl Milter macros of the private Sendmail in internal/mtatest: the macros
 dnl backscatter-milter reads, per stage. docs/sendmail.md quotes this file.
 dnl Lists with commas need double quotes. {client_addr} and {client_name}:
 dnl who connected; {daemon_name}: which daemon (its Name= option) took the

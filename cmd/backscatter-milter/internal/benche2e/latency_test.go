@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backscatter-milter/backscatter-milter/milter"
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backscatter-milter/backscatter-milter/milter/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // Client addresses: Postfix's mynetworks and the milter's trusted_networks

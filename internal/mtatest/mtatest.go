@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,24 +236,19 @@ func ListenMilter(t testing.TB, network string) (ln net.Listener, spec string) {
 	return ln, spec
 }
 
-// testdataDir finds testdata/mta at the module root by walking up from the
-// working directory, which go test sets to the package being tested.
+// testdataDir finds testdata/mta beside this package's source: the
+// templates live two levels up (internal/mtatest → module root), wherever
+// the test binary runs from.
 func testdataDir() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("mtatest: cannot locate the package source to find testdata/mta")
 	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.Contains(b, []byte("module github.com/backscatter-milter/backscatter-milter")) {
-			return filepath.Join(dir, "testdata", "mta"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("mtatest: module root (go.mod of backscatter-milter) not found above the working directory")
-		}
-		dir = parent
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "mta")
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("mtatest: templates not found: %w", err)
 	}
+	return dir, nil
 }
 
 func readTestdata(t testing.TB, name string) string {
