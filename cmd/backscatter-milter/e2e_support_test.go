@@ -17,8 +17,8 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
-	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 )
 

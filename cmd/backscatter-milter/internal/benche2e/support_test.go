@@ -27,9 +27,9 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/milter"
-	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 const (
