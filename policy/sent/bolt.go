@@ -136,25 +136,6 @@ func (s *BoltStore) Seen(ctx context.Context, messageID string) (bool, error) {
 	return s.seen(ctx, key)
 }
 
-// RecordSender notes an envelope sender we used.
-func (s *BoltStore) RecordSender(ctx context.Context, addr string, at time.Time) error {
-	key, err := senderKey(addr)
-	if err != nil {
-		return err
-	}
-	return s.record(ctx, key, at)
-}
-
-// SeenSender reports whether an envelope sender was recorded and has not
-// expired.
-func (s *BoltStore) SeenSender(ctx context.Context, addr string) (bool, error) {
-	key, err := senderKey(addr)
-	if err != nil {
-		return false, err
-	}
-	return s.seen(ctx, key)
-}
-
 func encodeTime(t time.Time) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(max(t.UnixNano(), 0)))

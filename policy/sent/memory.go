@@ -70,25 +70,6 @@ func (m *MemoryStore) Seen(ctx context.Context, messageID string) (bool, error) 
 	return m.seen(ctx, key)
 }
 
-// RecordSender notes an envelope sender we used.
-func (m *MemoryStore) RecordSender(ctx context.Context, addr string, at time.Time) error {
-	key, err := senderKey(addr)
-	if err != nil {
-		return err
-	}
-	return m.record(ctx, key, at)
-}
-
-// SeenSender reports whether an envelope sender was recorded and has not
-// expired.
-func (m *MemoryStore) SeenSender(ctx context.Context, addr string) (bool, error) {
-	key, err := senderKey(addr)
-	if err != nil {
-		return false, err
-	}
-	return m.seen(ctx, key)
-}
-
 func (m *MemoryStore) record(ctx context.Context, key string, at time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -45,13 +45,28 @@ func freePort(t *testing.T) int {
 // persistence, and stops it when the test ends. It returns host:port.
 func startRedis(t *testing.T, extraArgs ...string) string {
 	t.Helper()
+	return startRedisNode(t, t.TempDir(), func(int) []string { return extraArgs }).addr
+}
+
+// redisNode is one private redis-server (or sentinel) process.
+type redisNode struct {
+	addr string
+	port int
+	stop func() // kills the process (idempotent); also run at cleanup
+}
+
+// startRedisNode starts redis-server in dir with the arguments args(port)
+// appended to the common ones; a port taken meanwhile is retried.
+func startRedisNode(t *testing.T, dir string, args func(port int) []string, leading ...string) *redisNode {
+	t.Helper()
 	bin := requireBinary(t, "redis-server")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
-		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extraArgs...)
-		cmd := exec.Command(bin, args...)
+		all := append(append([]string{}, leading...), "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir)
+		all = append(all, args(port)...)
+		cmd := exec.Command(bin, all...)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -59,9 +74,12 @@ func startRedis(t *testing.T, extraArgs ...string) string {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		var once sync.Once
 		stop := func() {
-			cmd.Process.Kill()
-			<-exited
+			once.Do(func() {
+				cmd.Process.Kill()
+				<-exited
+			})
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err := waitRedis(addr, exited); err != nil {
@@ -70,10 +88,10 @@ func startRedis(t *testing.T, extraArgs ...string) string {
 			continue // most likely the port was taken meanwhile
 		}
 		t.Cleanup(stop)
-		return addr
+		return &redisNode{addr: addr, port: port, stop: stop}
 	}
 	t.Fatalf("redis-server did not start: %v", lastErr)
-	return ""
+	return nil
 }
 
 // waitRedis waits until addr answers PING (any answer: an auth error counts).
@@ -106,7 +124,7 @@ func TestRedis(t *testing.T) {
 	var n atomic.Int64
 	open := func(t *testing.T, ttl time.Duration) harness {
 		// A prefix per harness keeps subtests apart on one server.
-		opts := RedisOptions{Addr: addr, Prefix: fmt.Sprintf("test%d:", n.Add(1))}
+		opts := RedisOptions{Addrs: []string{addr}, Prefix: fmt.Sprintf("test%d:", n.Add(1))}
 		s, err := NewRedis(opts, ttl)
 		if err != nil {
 			t.Fatal(err)
@@ -141,7 +159,7 @@ func TestRedis(t *testing.T) {
 func TestRedisKeysAndPrefix(t *testing.T) {
 	addr := startRedis(t)
 	ctx := context.Background()
-	s, err := NewRedis(RedisOptions{Addr: addr}, time.Hour)
+	s, err := NewRedis(RedisOptions{Addrs: []string{addr}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +167,9 @@ func TestRedisKeysAndPrefix(t *testing.T) {
 	if err := s.Record(ctx, "<K@Example.ORG>", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	key := DefaultRedisPrefix + "m:K@example.org"
+	// The Message-ID is a hash tag: a Cluster keeps one message's keys in
+	// one slot.
+	key := DefaultRedisPrefix + "m:{K@example.org}"
 	ttl, err := s.client.TTL(ctx, key).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +177,7 @@ func TestRedisKeysAndPrefix(t *testing.T) {
 	if ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Errorf("TTL of %s = %s, want about 1h", key, ttl)
 	}
-	other, err := NewRedis(RedisOptions{Addr: addr, Prefix: "other:"}, time.Hour)
+	other, err := NewRedis(RedisOptions{Addrs: []string{addr}, Prefix: "other:"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +192,7 @@ func TestRedisAuth(t *testing.T) {
 	addr := startRedis(t, "--requirepass", password)
 	ctx := context.Background()
 
-	good, err := NewRedis(RedisOptions{Addr: addr, Password: password, DB: 1}, time.Hour)
+	good, err := NewRedis(RedisOptions{Addrs: []string{addr}, Password: password, DB: 1}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +205,7 @@ func TestRedisAuth(t *testing.T) {
 	}
 
 	const wrong = "wrong-password-4711"
-	bad, err := NewRedis(RedisOptions{Addr: addr, Password: wrong}, time.Hour)
+	bad, err := NewRedis(RedisOptions{Addrs: []string{addr}, Password: wrong}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +262,7 @@ func TestRedisDeadFailsFast(t *testing.T) {
 	for name, addr := range deadRedisCases(t) {
 		t.Run(name, func(t *testing.T) {
 			s, err := NewRedis(RedisOptions{
-				Addr: addr, Password: password,
+				Addrs: []string{addr}, Password: password,
 				DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
 			}, time.Hour)
 			if err != nil {
@@ -275,7 +295,13 @@ func TestRedisDeadFailsFast(t *testing.T) {
 }
 
 func TestNewRedisErrors(t *testing.T) {
-	for _, o := range []RedisOptions{{DB: -1}, {PoolSize: -3}} {
+	for _, o := range []RedisOptions{
+		{DB: -1}, {PoolSize: -3},
+		{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}, // several addresses, no topology
+		{Cluster: true, MasterName: "m"},
+		{Cluster: true, DB: 2},
+		{Addrs: []string{"no-port"}},
+	} {
 		if s, err := NewRedis(o, 0); err == nil {
 			s.Close()
 			t.Errorf("NewRedis(%v): no error", o)
@@ -286,7 +312,41 @@ func TestNewRedisErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.opts.Addr != DefaultRedisAddr || s.opts.Prefix != DefaultRedisPrefix || s.ttl != DefaultTTL {
+	if len(s.opts.Addrs) != 1 || s.opts.Addrs[0] != DefaultRedisAddr || s.opts.Prefix != DefaultRedisPrefix || s.ttl != DefaultTTL {
 		t.Errorf("defaults not applied: %v ttl %s", s.opts, s.ttl)
+	}
+}
+
+// An upgrade from the key form without hash tags must not forget the mail
+// sent in the last TTL: single and Sentinel stores look up both forms.
+func TestRedisReadsLegacyKeys(t *testing.T) {
+	addr := startRedis(t)
+	ctx := context.Background()
+	s, err := NewRedis(RedisOptions{Addrs: []string{addr}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.client.Set(ctx, DefaultRedisPrefix+"m:old@example.org", "1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Seen(ctx, "<old@Example.ORG>"); err != nil || !ok {
+		t.Fatalf("legacy key not found: %v, %v", ok, err)
+	}
+	if ok, err := s.Seen(ctx, "new@example.org"); err != nil || ok {
+		t.Fatalf("unknown id seen: %v, %v", ok, err)
+	}
+}
+
+func TestRedisOptionsString(t *testing.T) {
+	o := RedisOptions{Addrs: []string{"a:1", "b:2"}, MasterName: "mymaster", Password: "pw-1234", SentinelPassword: "spw-5678", Username: "bsm"}
+	s := fmt.Sprintf("%v %+v %#v %s", o, o, o, o)
+	if strings.Contains(s, "pw-1234") || strings.Contains(s, "spw-5678") {
+		t.Fatalf("password shown: %s", s)
+	}
+	for _, want := range []string{"sentinel", "a:1,b:2", "master=mymaster", "user=bsm"} {
+		if !strings.Contains(o.String(), want) {
+			t.Errorf("%q lacks %q", o.String(), want)
+		}
 	}
 }

@@ -28,23 +28,17 @@ var (
 // Store is a log of sent mail with expiry. Implementations are safe for
 // concurrent use. at is when the message was sent: the entry lives until
 // at + TTL, and an at later than now (clock skew) counts as now. Record and
-// Seen normalise their argument (NormalizeMessageID, NormalizeSender), so
+// Seen normalise their argument (NormalizeMessageID), so
 // callers may pass header values with angle brackets.
 type Store interface {
 	Record(ctx context.Context, messageID string, at time.Time) error
 	Seen(ctx context.Context, messageID string) (bool, error)
-	// RecordSender and SeenSender do the same for envelope senders, in a
-	// namespace of their own.
-	RecordSender(ctx context.Context, addr string, at time.Time) error
-	SeenSender(ctx context.Context, addr string) (bool, error)
 	Close() error
 }
 
-// Key prefixes keep Message-IDs and senders apart in one keyspace.
-const (
-	kindMessageID = "m:"
-	kindSender    = "s:"
-)
+// kindMessageID starts every Message-ID key, leaving room for other kinds
+// of entries in one keyspace.
+const kindMessageID = "m:"
 
 // NormalizeMessageID returns the canonical form of a Message-ID: surrounding
 // spaces and one pair of angle brackets removed, and the part after the last
@@ -62,17 +56,6 @@ func NormalizeMessageID(id string) (string, error) {
 		return id[:at+1] + lowerASCII(id[at+1:]), nil
 	}
 	return id, nil
-}
-
-// NormalizeSender returns the canonical form of an envelope sender: like a
-// Message-ID, but lowercased entirely, because a bounce may come back to our
-// address with its case changed by the remote MTA.
-func NormalizeSender(addr string) (string, error) {
-	addr, err := trim(addr)
-	if err != nil {
-		return "", err
-	}
-	return lowerASCII(addr), nil
 }
 
 func trim(s string) (string, error) {
@@ -118,14 +101,6 @@ func messageIDKey(id string) (string, error) {
 		return "", err
 	}
 	return kindMessageID + n, nil
-}
-
-func senderKey(addr string) (string, error) {
-	n, err := NormalizeSender(addr)
-	if err != nil {
-		return "", err
-	}
-	return kindSender + n, nil
 }
 
 // expiry is when an entry recorded at at, with the given ttl, stops counting.

@@ -81,26 +81,6 @@ func testStore(t *testing.T, open opener, ttl time.Duration, persistent bool) {
 		mustSeen(t, h.store, "abc.123@mail.example.org", false) // left part is case-sensitive
 	})
 
-	t.Run("senders", func(t *testing.T) {
-		h := open(t, ttl)
-		if err := h.store.RecordSender(ctx, "<Alice+prvs=0123abcdef@Example.org>", h.now()); err != nil {
-			t.Fatal(err)
-		}
-		for _, addr := range []string{"alice+prvs=0123abcdef@example.org", "ALICE+PRVS=0123ABCDEF@EXAMPLE.ORG"} {
-			if ok, err := h.store.SeenSender(ctx, addr); err != nil || !ok {
-				t.Errorf("SeenSender(%q) = %v, %v", addr, ok, err)
-			}
-		}
-		// Senders and Message-IDs live apart.
-		mustSeen(t, h.store, "alice+prvs=0123abcdef@example.org", false)
-		if err := h.store.Record(ctx, "id@example.org", h.now()); err != nil {
-			t.Fatal(err)
-		}
-		if ok, err := h.store.SeenSender(ctx, "id@example.org"); err != nil || ok {
-			t.Errorf("SeenSender(message id) = %v, %v", ok, err)
-		}
-	})
-
 	t.Run("bad input", func(t *testing.T) {
 		h := open(t, ttl)
 		for _, id := range []string{"", "  ", "<>", "< >", "a b@example.org", "a\r\n@x", "\x00@x", strings.Repeat("x", MaxKeyLen+1)} {
@@ -110,12 +90,6 @@ func testStore(t *testing.T, open opener, ttl time.Duration, persistent bool) {
 			if ok, err := h.store.Seen(ctx, id); err == nil || ok {
 				t.Errorf("Seen(%.30q) = %v, %v; want error", id, ok, err)
 			}
-			if err := h.store.RecordSender(ctx, id, h.now()); err == nil {
-				t.Errorf("RecordSender(%.30q): no error", id)
-			}
-			if ok, err := h.store.SeenSender(ctx, id); err == nil || ok {
-				t.Errorf("SeenSender(%.30q) = %v, %v; want error", id, ok, err)
-			}
 		}
 	})
 
@@ -124,15 +98,9 @@ func testStore(t *testing.T, open opener, ttl time.Duration, persistent bool) {
 		if err := h.store.Record(ctx, "ttl@example.org", h.now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.store.RecordSender(ctx, "ttl@example.org", h.now()); err != nil {
-			t.Fatal(err)
-		}
 		mustSeen(t, h.store, "ttl@example.org", true)
 		h.advance(ttl + ttl/5)
 		mustSeen(t, h.store, "ttl@example.org", false)
-		if ok, err := h.store.SeenSender(ctx, "ttl@example.org"); err != nil || ok {
-			t.Errorf("SeenSender after TTL = %v, %v", ok, err)
-		}
 	})
 
 	t.Run("send time counts", func(t *testing.T) {
@@ -184,14 +152,8 @@ func testStore(t *testing.T, open opener, ttl time.Duration, persistent bool) {
 		if err := h.store.Record(ctx, "persist@example.org", h.now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.store.RecordSender(ctx, "persist@example.org", h.now()); err != nil {
-			t.Fatal(err)
-		}
 		s := h.reopen()
 		mustSeen(t, s, "persist@example.org", true)
-		if ok, err := s.SeenSender(ctx, "persist@example.org"); err != nil || !ok {
-			t.Errorf("SeenSender after reopen = %v, %v", ok, err)
-		}
 		mustSeen(t, s, "other@example.org", false)
 	})
 
@@ -249,9 +211,6 @@ func testStore(t *testing.T, open opener, ttl time.Duration, persistent bool) {
 		if _, err := h.store.Seen(ctx, "x@example.org"); !errors.Is(err, ErrClosed) {
 			t.Errorf("Seen after Close: %v", err)
 		}
-		if _, err := h.store.SeenSender(ctx, "x@example.org"); !errors.Is(err, ErrClosed) {
-			t.Errorf("SeenSender after Close: %v", err)
-		}
 	})
 }
 
@@ -280,24 +239,6 @@ func TestNormalizeMessageID(t *testing.T) {
 		got, err := NormalizeMessageID(tt.in)
 		if got != tt.want || !errors.Is(err, tt.err) {
 			t.Errorf("NormalizeMessageID(%.30q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}
-
-func TestNormalizeSender(t *testing.T) {
-	tests := []struct {
-		in, want string
-		err      error
-	}{
-		{"<Alice+prvs=0123ABCDEF@Example.ORG>", "alice+prvs=0123abcdef@example.org", nil},
-		{"bob@example.org", "bob@example.org", nil},
-		{"<>", "", ErrEmpty},
-		{"", "", ErrEmpty},
-	}
-	for _, tt := range tests {
-		got, err := NormalizeSender(tt.in)
-		if got != tt.want || !errors.Is(err, tt.err) {
-			t.Errorf("NormalizeSender(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
 		}
 	}
 }

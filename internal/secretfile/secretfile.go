@@ -1,0 +1,83 @@
+// Package secretfile reads small secrets (keys, passwords) from files the
+// way a daemon must: without blocking on a FIFO or a device, only from a
+// regular file, refusing modes that let others read it, and never putting
+// the secret into an error.
+package secretfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// Read returns the contents of path, at most max bytes. It refuses a path
+// that is not a regular file (checked with Lstat before opening, and again
+// on the open file, so a FIFO never blocks the caller) and a file whose
+// permission bits intersect forbidden (0o077: group or others may read;
+// 0o007: others may read). what names the secret in errors ("batv key
+// file", "redis password file").
+func Read(path, what string, max int, forbidden os.FileMode) ([]byte, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s is not a regular file (%s)", what, path, st.Mode().Type())
+	}
+	// O_NONBLOCK: if the path was swapped for a FIFO since the Lstat, the
+	// open returns at once instead of waiting for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	// Stat the open file, not the path, so the mode checked is the mode of
+	// the file read.
+	st, err = f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s is not a regular file", what, path)
+	}
+	if perm := st.Mode().Perm(); perm&forbidden != 0 {
+		return nil, fmt.Errorf("%s %s has mode %04o: %s; run chmod %04o %s",
+			what, path, perm, who(forbidden), perm&^forbidden, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("%s %s is longer than %d bytes: not a secret file", what, path, max)
+	}
+	return data, nil
+}
+
+// ErrEmpty is returned by Line for a file that holds nothing but white space.
+var ErrEmpty = errors.New("secret file is empty")
+
+// Line reads a one-line secret (a password) and trims the trailing line
+// ending; inner white space is kept, it may be part of the secret.
+func Line(path, what string, forbidden os.FileMode) (string, error) {
+	data, err := Read(path, what, 4096, forbidden)
+	if err != nil {
+		return "", err
+	}
+	for len(data) > 0 && (data[len(data)-1] == '\n' || data[len(data)-1] == '\r') {
+		data = data[:len(data)-1]
+	}
+	if len(data) == 0 {
+		return "", fmt.Errorf("%s %s: %w", what, path, ErrEmpty)
+	}
+	return string(data), nil
+}
+
+func who(forbidden os.FileMode) string {
+	if forbidden&0o070 != 0 {
+		return "group or others can access it"
+	}
+	return "others can access it"
+}
