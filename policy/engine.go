@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
@@ -310,15 +309,7 @@ func bestRecipient(rs []Recipient) Evidences {
 	return best
 }
 
-// SenderLog is implemented by sent logs that also keep the signed
-// envelope senders of outbound mail (policy/sent does).
-type SenderLog interface {
-	RecordSender(ctx context.Context, addr string, at time.Time) error
-}
-
-// outbound signs the envelope sender and records the Message-ID and the
-// signed sender. The two writes run together: a store that batches
-// writes (bbolt) then commits them in one sync.
+// outbound signs the envelope sender and records the Message-ID.
 func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	dom := Domain(t.Sender)
 	if t.Sender != "" && e.Tagger != nil && e.S.isLocal(dom) && e.Tagger.Enabled(dom) {
@@ -338,25 +329,12 @@ func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	if e.Sent == nil {
 		return
 	}
-	var senderErr error
-	var wg sync.WaitGroup
-	if sl, ok := e.Sent.(SenderLog); ok && v.Mods.ChangeFromSet {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			senderErr = sl.RecordSender(ctx, v.Mods.ChangeFrom, e.now())
-		}()
-	}
 	if id != "" {
 		if err := e.Sent.Record(ctx, id, e.now()); err != nil {
 			v.Notes = append(v.Notes, "sent log: "+err.Error())
 		} else {
 			v.Notes = append(v.Notes, "recorded message-id")
 		}
-	}
-	wg.Wait()
-	if senderErr != nil {
-		v.Notes = append(v.Notes, "sent log (sender): "+senderErr.Error())
 	}
 }
 

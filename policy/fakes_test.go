@@ -47,17 +47,9 @@ func (fakeTagger) Verify(addr string) TagStatus {
 func (f fakeTagger) Grace(time.Time) bool { return f.grace }
 
 type fakeSent struct {
-	mu      sync.Mutex
-	ids     map[string]bool
-	senders []string
-	err     error
-}
-
-func (f *fakeSent) RecordSender(_ context.Context, addr string, _ time.Time) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.senders = append(f.senders, addr)
-	return f.err
+	mu  sync.Mutex
+	ids map[string]bool
+	err error
 }
 
 func (f *fakeSent) Record(_ context.Context, id string, _ time.Time) error {
