@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -194,8 +195,7 @@ func (d *daemon) reload(fs *pflag.FlagSet) {
 		d.log.Warn("listen addresses change only at restart")
 	}
 	// The sent log is kept across reloads: bbolt allows one opener per file.
-	keep := cfg.SentLog == old.cfg.SentLog
-	if !keep {
+	if !reflect.DeepEqual(cfg.SentLog, old.cfg.SentLog) {
 		d.log.Warn("sent_log changes only at restart; keeping the running one")
 	}
 	rt, err := build(cfg, comp, d.log, buildOptions{store: old.store, authStore: old.engine.AuthMemory})

@@ -89,8 +89,7 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 	case cfg.SentLog.Backend == "memory":
 		rt.store = sent.NewMemory(cfg.SentLog.TTL.D())
 	case cfg.SentLog.Backend == "redis":
-		st, err := sent.NewRedis(sent.RedisOptions{Addr: cfg.SentLog.Redis.Addr, Username: cfg.SentLog.Redis.Username,
-			Password: cfg.SentLog.Redis.Password, DB: cfg.SentLog.Redis.DB, Prefix: cfg.SentLog.Redis.Prefix}, cfg.SentLog.TTL.D())
+		st, err := sent.NewRedis(comp.Redis, cfg.SentLog.TTL.D())
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("sent_log: %w", err)

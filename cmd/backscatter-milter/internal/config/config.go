@@ -112,12 +112,31 @@ type NDR struct {
 	StripSuccessDSN          bool   `mapstructure:"strip_success_dsn"`
 }
 
+// Redis is sent_log.redis: one server, a Sentinel set or a Cluster.
 type Redis struct {
-	Addr     string `mapstructure:"addr"`
-	Username string `mapstructure:"username"`
-	Password string `mapstructure:"password"`
-	DB       int    `mapstructure:"db"`
-	Prefix   string `mapstructure:"prefix"`
+	Addrs []string `mapstructure:"addrs"`
+	// Addr is the older, one-server spelling of Addrs, still read so that
+	// an upgrade keeps working; giving both is an error.
+	Addr                 string   `mapstructure:"addr"`
+	MasterName           string   `mapstructure:"master_name"`
+	Cluster              bool     `mapstructure:"cluster"`
+	Username             string   `mapstructure:"username"`
+	Password             string   `mapstructure:"password"`
+	PasswordFile         string   `mapstructure:"password_file"`
+	SentinelUsername     string   `mapstructure:"sentinel_username"`
+	SentinelPasswordFile string   `mapstructure:"sentinel_password_file"`
+	DB                   int      `mapstructure:"db"`
+	Prefix               string   `mapstructure:"prefix"`
+	TLS                  RedisTLS `mapstructure:"tls"`
+}
+
+// RedisTLS is sent_log.redis.tls.
+type RedisTLS struct {
+	Enabled    bool   `mapstructure:"enabled"`
+	CA         string `mapstructure:"ca"`
+	Cert       string `mapstructure:"cert"`
+	Key        string `mapstructure:"key"`
+	ServerName string `mapstructure:"server_name"`
 }
 
 type SentLog struct {

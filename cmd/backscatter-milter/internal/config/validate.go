@@ -16,6 +16,7 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
+	"github.com/backscatter-milter/backscatter-milter/policy/sent"
 )
 
 // Compiled is the configuration turned into the types the program uses.
@@ -28,6 +29,9 @@ type Compiled struct {
 	BATVSyntax batv.Syntax
 	GraceUntil time.Time // zero: no grace window
 	BATVDoms   []string  // domains BATV applies to; empty: all local domains
+	// Redis is the sent log's Redis deployment (backend redis), with its
+	// passwords read from their files and TLS loaded: never print.
+	Redis sent.RedisOptions
 }
 
 // Validate reports every problem; it is Compile without the result.
@@ -269,9 +273,7 @@ func (c *Config) Compile() (*Compiled, Problems) {
 			bad("sent_log.path", "%q: want an absolute path", c.SentLog.Path)
 		}
 	case "redis":
-		if _, _, err := splitHostPortLoose(c.SentLog.Redis.Addr); err != nil || c.SentLog.Redis.Addr == "" {
-			bad("sent_log.redis.addr", "%q: want host:port", c.SentLog.Redis.Addr)
-		}
+		out.Redis = compileRedis(&c.SentLog.Redis, bad)
 	case "memory":
 	default:
 		bad("sent_log.backend", "%q: want embedded, redis or memory", c.SentLog.Backend)
