@@ -2,122 +2,27 @@ package sent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
-// requireBinary skips when name is absent, unless integration tests are
-// required (BACKSCATTER_REQUIRE_INTEGRATION=1), where it fails.
-func requireBinary(t *testing.T, name string) string {
+// startRedis runs a private redis-server on a random loopback port and
+// returns host:port.
+func startRedis(t *testing.T, extraArgs ...string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("BACKSCATTER_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("%s not found and BACKSCATTER_REQUIRE_INTEGRATION=1: install it (apt-get install redis-server)", name)
-	}
-	t.Skipf("%s not found: skipping the Redis integration test (set BACKSCATTER_REQUIRE_INTEGRATION=1 to make this fatal)", name)
-	return ""
+	return mtatest.StartRedis(t, extraArgs...).Addr
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis runs a private redis-server on a random loopback port, without
-// persistence, and stops it when the test ends. It returns host:port.
-func startRedis(t *testing.T, extraArgs ...string) string {
-	t.Helper()
-	return startRedisNode(t, t.TempDir(), func(int) []string { return extraArgs }).addr
-}
-
-// redisNode is one private redis-server (or sentinel) process.
-type redisNode struct {
-	addr string
-	port int
-	stop func() // kills the process (idempotent); also run at cleanup
-}
-
-// startRedisNode starts redis-server in dir with the arguments args(port)
-// appended to the common ones; a port taken meanwhile is retried.
-func startRedisNode(t *testing.T, dir string, args func(port int) []string, leading ...string) *redisNode {
-	t.Helper()
-	bin := requireBinary(t, "redis-server")
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
-		all := append(append([]string{}, leading...), "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir)
-		all = append(all, args(port)...)
-		cmd := exec.Command(bin, all...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cmd.Process.Kill()
-				<-exited
-			})
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if err := waitRedis(addr, exited); err != nil {
-			stop()
-			lastErr = fmt.Errorf("%v\n%s", err, out.String())
-			continue // most likely the port was taken meanwhile
-		}
-		t.Cleanup(stop)
-		return &redisNode{addr: addr, port: port, stop: stop}
-	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
-	return nil
-}
-
-// waitRedis waits until addr answers PING (any answer: an auth error counts).
-func waitRedis(addr string, exited <-chan error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("redis-server exited: %v", err)
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			_, werr := c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 64)
-			n, rerr := c.Read(buf)
-			c.Close()
-			if werr == nil && rerr == nil && n > 0 {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.New("no answer within 10s")
-}
+func freePort(t *testing.T) int { return mtatest.FreePort(t) }
 
 func TestRedis(t *testing.T) {
 	addr := startRedis(t)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // Real Redis deployments on loopback: a three-master Cluster (with replicas
@@ -24,7 +26,7 @@ import (
 
 // cluster is a private Redis Cluster.
 type cluster struct {
-	nodes []*redisNode // masters first, then replicas
+	nodes []*mtatest.RedisNode // masters first, then replicas
 	seeds []string
 }
 
@@ -32,17 +34,18 @@ type cluster struct {
 // --cluster create and waits until every node reports cluster_state:ok.
 func startCluster(t *testing.T, masters, replicas int) *cluster {
 	t.Helper()
-	cli := requireBinary(t, "redis-cli")
+	mtatest.Require(t, "redis-cli")
+	cli := "redis-cli"
 	c := &cluster{}
 	for i := 0; i < masters*(1+replicas); i++ {
 		dir := t.TempDir()
-		n := startRedisNode(t, dir, func(port int) []string {
+		n := mtatest.StartRedisNode(t, dir, func(port int) []string {
 			return []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 				// Short, so a failover completes in seconds.
 				"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"}
 		})
 		c.nodes = append(c.nodes, n)
-		c.seeds = append(c.seeds, n.addr)
+		c.seeds = append(c.seeds, n.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, c.seeds...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
@@ -52,12 +55,12 @@ func startCluster(t *testing.T, masters, replicas int) *cluster {
 	}
 	eventually(t, 30*time.Second, "cluster_state:ok on every node", func() error {
 		for _, n := range c.nodes {
-			info, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(n.port), "cluster", "info").Output()
+			info, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(n.Port), "cluster", "info").Output()
 			if err != nil {
 				return err
 			}
 			if !strings.Contains(string(info), "cluster_state:ok") {
-				return fmt.Errorf("%s not ok yet", n.addr)
+				return fmt.Errorf("%s not ok yet", n.Addr)
 			}
 		}
 		return nil
@@ -67,7 +70,7 @@ func startCluster(t *testing.T, masters, replicas int) *cluster {
 
 // sentinelSet is a primary, one replica and three sentinels.
 type sentinelSet struct {
-	primary, replica *redisNode
+	primary, replica *mtatest.RedisNode
 	sentinels        []string
 	master           string
 }
@@ -75,9 +78,9 @@ type sentinelSet struct {
 func startSentinels(t *testing.T) *sentinelSet {
 	t.Helper()
 	s := &sentinelSet{master: "bsm-primary"}
-	s.primary = startRedisNode(t, t.TempDir(), func(int) []string { return nil })
-	s.replica = startRedisNode(t, t.TempDir(), func(int) []string {
-		return []string{"--replicaof", "127.0.0.1", strconv.Itoa(s.primary.port)}
+	s.primary = mtatest.StartRedisNode(t, t.TempDir(), func(int) []string { return nil })
+	s.replica = mtatest.StartRedisNode(t, t.TempDir(), func(int) []string {
+		return []string{"--replicaof", "127.0.0.1", strconv.Itoa(s.primary.Port)}
 	})
 	for i := 0; i < 3; i++ {
 		dir := t.TempDir()
@@ -86,12 +89,12 @@ func startSentinels(t *testing.T) *sentinelSet {
 		body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n"+
 			"sentinel down-after-milliseconds %s 1000\n"+
 			"sentinel failover-timeout %s 5000\n"+
-			"sentinel parallel-syncs %s 1\n", s.master, s.primary.port, s.master, s.master, s.master)
+			"sentinel parallel-syncs %s 1\n", s.master, s.primary.Port, s.master, s.master, s.master)
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n := startRedisNode(t, dir, func(int) []string { return []string{"--sentinel"} }, conf)
-		s.sentinels = append(s.sentinels, n.addr)
+		n := mtatest.StartRedisNode(t, dir, func(int) []string { return []string{"--sentinel"} }, conf)
+		s.sentinels = append(s.sentinels, n.Addr)
 	}
 	// Sentinels must know the replica before a failover can promote it.
 	eventually(t, 30*time.Second, "sentinels see the replica", func() error {
@@ -321,8 +324,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}
 		before = append(before, id)
 	}
-	replicated(t, ss.primary.addr)
-	r := runFailover(t, s, before, "probe@example.org", ss.primary.stop)
+	replicated(t, ss.primary.Addr)
+	r := runFailover(t, s, before, "probe@example.org", ss.primary.Stop)
 	t.Logf("Sentinel failover (primary killed): %s", r)
 }
 
@@ -363,8 +366,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	replicated(t, victimAddr)
 	var kill func()
 	for _, n := range c.nodes {
-		if n.addr == victimAddr {
-			kill = n.stop
+		if n.Addr == victimAddr {
+			kill = n.Stop
 		}
 	}
 	if kill == nil {
@@ -375,8 +378,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	// The other masters never stopped answering.
 	var others []string
 	for _, n := range c.nodes {
-		if n.addr != victimAddr {
-			others = append(others, n.addr)
+		if n.Addr != victimAddr {
+			others = append(others, n.Addr)
 		}
 	}
 	sort.Strings(others)
