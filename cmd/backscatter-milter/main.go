@@ -8,6 +8,7 @@
 //	backscatter-milter config check|show [--config FILE]
 //	backscatter-milter dnsbl check IP [--sender ADDR]
 //	backscatter-milter batv sign|verify ADDR
+//	backscatter-milter selfcheck [--log FILE] [--since AGE] [--json]
 //	backscatter-milter version
 package main
 
@@ -47,6 +48,7 @@ func commands() []command {
 		{"dnsbl", "dnsbl check IP [--sender ADDR]: each zone's answer and the score", runDNSBL},
 		{"batv", "batv sign ADDR | batv verify ADDR", runBATV},
 		{"report", "report [FILES|-] [--since T] [--until T] [--format text|json|html]: review verdict logs", runReport},
+		{"selfcheck", "selfcheck [--log FILE] [--since 24h] [--json]: are our outbound IPs listed; NDRs our MTA generated", runSelfcheck},
 		{"test", "test FILE.eml [--mail-from A] [--rcpt A]... [--offline]: run a message through the policy", runTest},
 		{"version", "print the version", runVersion},
 	}

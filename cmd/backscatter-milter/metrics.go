@@ -52,7 +52,7 @@ func startMetrics(listen string, d *daemon, log *zap.Logger) (*metricsServer, er
 		Help: "Configuration reloads (SIGHUP), by result."}, []string{"result"})
 	m.reg.MustRegister(m.messages, m.evidence, m.rcptRej, m.ndr, m.sessions, m.errors, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&dnsblCollector{d: d})
+		&dnsblCollector{d: d}, &selfWatchCollector{d: d})
 	if listen == "" || d == nil {
 		return m, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/selfwatch"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy"
@@ -28,6 +29,7 @@ type runtime struct {
 	store   sent.Store     // nil in offline tests
 	stopBg  context.CancelFunc
 	resolve resolver.Resolver
+	watch   *selfwatch.Watcher // nil unless self_watch.egress is set
 }
 
 // buildOptions tune build for the commands that are not the server.
@@ -71,6 +73,17 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 			}
 		}
 		eng.Auth = returnPath{&auth.Checker{Resolver: r, Timeout: cfg.Limits.Timeout.D()}}
+		if comp.SelfWatch != nil {
+			w, err := newSelfWatch(cfg, comp.SelfWatch, r, log)
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("self_watch: %w", err)
+			}
+			rt.watch = w
+			if !o.noHealth {
+				go w.Run(bg)
+			}
+		}
 	}
 
 	if cfg.BATV.Enabled {

@@ -50,6 +50,7 @@ type Config struct {
 	Limits          Limits         `mapstructure:"limits"`
 	Log             Log            `mapstructure:"log"`
 	Metrics         Metrics        `mapstructure:"metrics"`
+	SelfWatch       SelfWatch      `mapstructure:"self_watch"`
 	ShutdownTimeout Duration       `mapstructure:"shutdown_timeout"`
 
 	// Source says where the file part came from ("embedded defaults" or a path).
@@ -160,6 +161,14 @@ type Log struct {
 
 type Metrics struct {
 	Listen string `mapstructure:"listen"`
+}
+
+// SelfWatch is self_watch: our own outbound addresses looked up in
+// backscatter DNSBLs. Off while egress is empty.
+type SelfWatch struct {
+	Egress   []string `mapstructure:"egress"`
+	Zones    []string `mapstructure:"zones"`
+	Interval Duration `mapstructure:"interval"`
 }
 
 // Duration is a time.Duration that also reads "7d" and "30d".

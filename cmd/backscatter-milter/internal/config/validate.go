@@ -29,6 +29,8 @@ type Compiled struct {
 	BATVSyntax batv.Syntax
 	GraceUntil time.Time // zero: no grace window
 	BATVDoms   []string  // domains BATV applies to; empty: all local domains
+	// SelfWatch is self_watch compiled: nil while no egress is configured.
+	SelfWatch *SelfWatchPlan
 	// Redis is the sent log's Redis deployment (backend redis), with its
 	// passwords read from their files and TLS loaded: never print.
 	Redis sent.RedisOptions
@@ -281,6 +283,8 @@ func (c *Config) Compile() (*Compiled, Problems) {
 	if c.SentLog.TTL.D() < time.Hour {
 		bad("sent_log.ttl", "%s: want at least 1h (bounces arrive days later)", c.SentLog.TTL)
 	}
+
+	out.SelfWatch = compileSelfWatch(&c.SelfWatch, bad)
 
 	// Limits, log, metrics
 	if c.Limits.BodyBytes < 4096 || c.Limits.BodyBytes > 64<<20 {
