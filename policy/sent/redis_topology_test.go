@@ -32,7 +32,7 @@ type cluster struct {
 
 // startCluster creates masters × (1 + replicas) nodes with redis-cli
 // --cluster create and waits until every node reports cluster_state:ok.
-func startCluster(t *testing.T, masters, replicas int) *cluster {
+func startCluster(t testing.TB, masters, replicas int) *cluster {
 	t.Helper()
 	mtatest.Require(t, "redis-cli")
 	cli := "redis-cli"
@@ -116,7 +116,7 @@ func startSentinels(t *testing.T) *sentinelSet {
 
 // eventually polls f until it returns nil or the time is up. The bound is
 // far above what a healthy run needs: it catches a hang, not slowness.
-func eventually(t *testing.T, within time.Duration, what string, f func() error) {
+func eventually(t testing.TB, within time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var err error
