@@ -318,7 +318,7 @@ func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 		case err != nil:
 			v.Notes = append(v.Notes, "batv sign: "+err.Error())
 		case signed != t.Sender:
-			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = signed, t.SenderArgs, true
+			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = signed, SenderChangeArgs(t.SenderArgs), true
 			v.Notes = append(v.Notes, "sender signed")
 		}
 	}

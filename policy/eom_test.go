@@ -142,14 +142,14 @@ func TestEndAutoReply(t *testing.T) {
 
 func TestEndOutboundSignsAndRecords(t *testing.T) {
 	e := testEngine()
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "SIZE=100", "")
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "SIZE=100 RET=FULL BODY=8BITMIME", "")
 	if tx.Direction != Outbound {
 		t.Fatal("trusted client not outbound")
 	}
 	e.Rcpt(context.Background(), tx, "x@remote.test", "")
 	tx.Headers = []Header{{"Message-ID", " <Out-1@EXAMPLE.org>"}}
 	v := e.End(context.Background(), tx)
-	if !v.Mods.ChangeFromSet || v.Mods.ChangeFrom != "alice+prvs=0123abcdef@example.org" || v.Mods.ChangeFromArgs != "SIZE=100" {
+	if !v.Mods.ChangeFromSet || v.Mods.ChangeFrom != "alice+prvs=0123abcdef@example.org" || v.Mods.ChangeFromArgs != "RET=FULL" {
 		t.Errorf("change from %+v", v.Mods)
 	}
 	if seen, _ := e.Sent.Seen(context.Background(), "Out-1@example.org"); !seen {
@@ -173,7 +173,9 @@ func TestEndNDRSuppression(t *testing.T) {
 		{"unauthenticated: NOTIFY=NEVER, ORCPT kept", "x@none.test", "ORCPT=rfc822;bob@example.org NOTIFY=FAILURE", "", false, "suppressed", "ORCPT=rfc822;bob@example.org NOTIFY=NEVER", ""},
 		{"unauthenticated without DSN params", "x@none.test", "", "", false, "suppressed", "NOTIFY=NEVER", ""},
 		{"forged (SPF fail)", "x@fail.test", "", "", false, "suppressed", "NOTIFY=NEVER", ""},
-		{"RET=FULL stripped", "x@none.test", "", "RET=FULL ENVID=abc SIZE=10", false, "suppressed", "NOTIFY=NEVER", "ENVID=abc SIZE=10"},
+		{"RET=FULL stripped", "x@none.test", "", "RET=FULL ENVID=abc SIZE=10", false, "suppressed", "NOTIFY=NEVER", "RET=HDRS ENVID=abc"},
+		{"RET=HDRS left alone", "x@none.test", "", "ret=hdrs SIZE=10", false, "suppressed", "NOTIFY=NEVER", ""},
+		{"ret=full in lower case", "x@none.test", "NOTIFY=SUCCESS", "SIZE=10 ret=full", false, "suppressed", "NOTIFY=NEVER", "RET=HDRS"},
 		{"SPF pass untouched", "x@pass.test", "NOTIFY=SUCCESS,FAILURE", "RET=FULL", false, "", "", ""},
 		{"DNS error is not proof of forgery", "x@dnserr.test", "NOTIFY=FAILURE", "", false, "", "", ""},
 		{"spf-fail-only: softfail keeps NDRs, success DSN stripped", "x@none.test", "NOTIFY=SUCCESS,FAILURE", "", true, "success-dsn-stripped", "NOTIFY=FAILURE", ""},
@@ -219,8 +221,8 @@ func TestParamHelpers(t *testing.T) {
 	if got, ch := stripSuccessNotify("NOTIFY=SUCCESS,DELAY"); got != "NOTIFY=NEVER" || !ch {
 		t.Errorf("strip = %q %v", got, ch)
 	}
-	if got, ch := RemoveParam("ret=hdrs SIZE=5", "RET"); got != "SIZE=5" || !ch {
-		t.Errorf("RemoveParam = %q %v", got, ch)
+	if got := SenderChangeArgs("SIZE=5 ret=hdrs BODY=8BITMIME SMTPUTF8 ENVID=x AUTH=<> "); got != "ret=hdrs ENVID=x" {
+		t.Errorf("SenderChangeArgs = %q", got)
 	}
 }
 

@@ -62,13 +62,50 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 		return
 	}
 	if e.S.NDR.StripSuccessDSN {
-		if args, changed := RemoveParam(t.SenderArgs, "RET"); changed && e.S.Mode != Observe {
+		if args, changed := retHeadersOnly(t.SenderArgs); changed {
 			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = t.Sender, args, true
 			if v.NDR == "" {
 				v.NDR = "success-dsn-stripped"
 			}
 		}
 	}
+}
+
+// retHeadersOnly returns the parameters of a sender change that turns the
+// client's RET=FULL into RET=HDRS, and whether there was a RET=FULL.
+// Removing RET is not enough: Postfix (seen with 3.7) keeps the client's
+// RET=FULL when a milter's sender change carries no RET, and replaces it
+// when the change carries one.
+func retHeadersOnly(senderArgs string) (string, bool) {
+	ps := splitParams(SenderChangeArgs(senderArgs))
+	changed := false
+	for i, p := range ps {
+		if paramName(p) == "RET" {
+			_, val, _ := strings.Cut(p, "=")
+			changed = changed || strings.EqualFold(val, "FULL")
+			ps[i] = "RET=HDRS"
+		}
+	}
+	return strings.Join(ps, " "), changed
+}
+
+// senderChangeParams are the ESMTP parameters a milter's sender change
+// (SMFIR_CHGFROM) may carry: the DSN envelope parameters of RFC 3461.
+// Postfix's cleanup honours RET and ENVID there and warns "Ignoring bad
+// ESMTP parameter" about anything else; SIZE, BODY, SMTPUTF8 and AUTH
+// describe the client's SMTP transaction, which a milter cannot change.
+var senderChangeParams = map[string]bool{"RET": true, "ENVID": true}
+
+// SenderChangeArgs keeps, of the client's MAIL FROM parameters, those a
+// sender change may carry, in their order.
+func SenderChangeArgs(args string) string {
+	var keep []string
+	for _, p := range splitParams(args) {
+		if senderChangeParams[paramName(p)] {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, " ")
 }
 
 // splitParams splits ESMTP parameters ("NOTIFY=x ORCPT=y") into words.
@@ -94,21 +131,6 @@ func SetNotify(args, value string) string {
 		ps = append(ps, "NOTIFY="+value)
 	}
 	return strings.Join(ps, " ")
-}
-
-// RemoveParam returns args without the parameter name, and whether it was there.
-func RemoveParam(args, name string) (string, bool) {
-	ps := splitParams(args)
-	out := ps[:0]
-	changed := false
-	for _, p := range ps {
-		if paramName(p) == strings.ToUpper(name) {
-			changed = true
-			continue
-		}
-		out = append(out, p)
-	}
-	return strings.Join(out, " "), changed
 }
 
 // stripSuccessNotify removes SUCCESS and DELAY from a NOTIFY list; a list

@@ -210,8 +210,8 @@ victim.example.            TXT "v=spf1 -all"
 	if len(rw) != 1 || rw[0].NewArgs != "NOTIFY=NEVER ORCPT=rfc822;alice@example.org" {
 		t.Errorf("recipient rewrite %+v", rw)
 	}
-	if r.Modifications.ChangeFrom == nil || r.Modifications.ChangeFromArgs != "" {
-		t.Errorf("RET=FULL must be stripped: %+v", r.Modifications)
+	if r.Modifications.ChangeFrom == nil || r.Modifications.ChangeFromArgs != "RET=HDRS" {
+		t.Errorf("RET=FULL must become RET=HDRS: %+v", r.Modifications)
 	}
 
 	// SPF passes: nothing is rewritten.
