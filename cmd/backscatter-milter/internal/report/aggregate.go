@@ -15,10 +15,14 @@ type Options struct {
 	Until    time.Time      // zero: to the last line; exclusive
 	Top      int            // rows in each "top" list; 0 means 10
 	Location *time.Location // hours and days are cut in this zone; nil means UTC
-	// MaxKeys bounds each table of addresses, IPs, zones and evidence; past
-	// it the rarest entries are dropped and the report says "approximate".
-	// 0 means 50000.
+	// MaxKeys bounds each table of addresses, IPs, zones, evidence, open
+	// transactions and held messages; past it the rarest (or oldest)
+	// entries are dropped and the report says "approximate". 0 means 50000.
 	MaxKeys int
+	// Held is the number of held messages listed, newest first; 0 means 100.
+	Held int
+	// Generated is copied into the report as it is.
+	Generated Generated
 }
 
 // Limits on what a hostile or huge log can make us keep.
@@ -32,15 +36,47 @@ const (
 // Actions lists action names mildest first: the order of every table.
 var Actions = []string{"accept", "tag", "quarantine", "reject", "discard", "tempfail"}
 
+// NDR outcomes as the verdict line writes them; observe mode prefixes
+// what it would have done with observePrefix.
+const (
+	ndrSuppressed    = "suppressed"
+	ndrStripped      = "success-dsn-stripped"
+	ndrObservePrefix = "would-be-"
+)
+
 // Aggregator counts verdict lines. Feed it with Add or Read, then call
 // Report. It is not safe for concurrent use.
 type Aggregator struct {
 	opt Options
 	r   Report
 
-	fired, decided, clients, sources, zones, targets counter
-	hours, days                                      map[string]*[6]int
-	first, last                                      time.Time
+	fired, decided, clients, sources, zones, targets, observeSources counter
+	hours, days                                                      map[int64]*[6]int
+	first, last                                                      time.Time
+
+	// open holds the transactions (by session ID) whose RCPT lines were
+	// counted in a top list, until their final line closes them.
+	open map[string]uint8
+	// held is every quarantine verdict by queue ID (the newest wins);
+	// events are applied when the report is made, so a release read
+	// before its verdict (files out of order) still counts.
+	held   map[string]*heldRecord
+	events map[string]Line
+}
+
+// Bits of Aggregator.open: the lists a transaction was counted in.
+const (
+	inClients uint8 = 1 << iota
+	inSources
+	inObserveSources
+)
+
+type heldRecord struct {
+	msg           HeldMessage
+	deciding      string
+	blocked       bool // counted in BlockedAtEOM and the targets
+	sourceCounted bool // counted in the sources (not already by a RCPT line)
+	ownNDR        bool // counted in OwnNDRsStopped
 }
 
 // New returns an empty Aggregator.
@@ -54,10 +90,16 @@ func New(opt Options) *Aggregator {
 	if opt.MaxKeys <= 0 {
 		opt.MaxKeys = 50000
 	}
-	a := &Aggregator{opt: opt, hours: map[string]*[6]int{}, days: map[string]*[6]int{}}
-	for _, c := range []*counter{&a.fired, &a.decided, &a.clients, &a.sources, &a.zones, &a.targets} {
+	if opt.Held <= 0 {
+		opt.Held = 100
+	}
+	a := &Aggregator{opt: opt, hours: map[int64]*[6]int{}, days: map[int64]*[6]int{},
+		open: map[string]uint8{}, held: map[string]*heldRecord{}, events: map[string]Line{}}
+	for _, c := range []*counter{&a.fired, &a.decided, &a.clients, &a.sources, &a.zones, &a.targets, &a.observeSources} {
 		c.max = opt.MaxKeys
 	}
+	a.r.Schema = Schema
+	a.r.Generated = opt.Generated
 	a.r.Messages = Messages{ByAction: actionMap(), ByDirection: map[string]int{"inbound": 0, "outbound": 0},
 		ByDirectionAction: map[string]map[string]int{"inbound": actionMap(), "outbound": actionMap()}}
 	a.r.Backscatter.BlockedAtEOM = map[string]int{"reject": 0, "quarantine": 0, "discard": 0}
@@ -75,7 +117,8 @@ func actionMap() map[string]int {
 	return m
 }
 
-// AddLine counts one raw log line: a verdict, a line to ignore or a broken one.
+// AddLine counts one raw log line: a verdict, an event, a line to ignore
+// or a broken one.
 func (a *Aggregator) AddLine(b []byte) {
 	a.r.Input.Lines++
 	l, err := ParseLine(b)
@@ -94,8 +137,18 @@ func (a *Aggregator) AddLine(b []byte) {
 	a.Add(&l)
 }
 
-// Add counts one parsed verdict.
+// Add counts one parsed verdict or event. Events are not cut by
+// --since/--until: a release judges the held message whenever it happens.
 func (a *Aggregator) Add(l *Line) {
+	if l.Event != "" {
+		a.r.Input.Events++
+		if len(a.events) < a.opt.MaxKeys || a.events[l.QueueID].Event != "" {
+			a.events[l.QueueID] = *l
+		} else {
+			a.r.Approximate = true
+		}
+		return
+	}
 	if !a.opt.Since.IsZero() || !a.opt.Until.IsZero() {
 		switch {
 		case l.Time.IsZero():
@@ -116,7 +169,6 @@ func (a *Aggregator) Add(l *Line) {
 			a.last = l.Time
 		}
 	}
-	action, would := l.Action.String(), l.Would.String()
 	for _, e := range l.Evidence {
 		a.fired.add(e.Name)
 		if z, ok := strings.CutPrefix(e.Name, policy.EvDNSBLPrefix); ok {
@@ -132,64 +184,190 @@ func (a *Aggregator) Add(l *Line) {
 		r.Observe.Verdicts++
 	}
 	if l.Stage != policy.StageCallout && l.Direction == policy.Inbound && (l.Action != policy.Accept || l.Would != policy.Accept) && l.ClientIP != "" {
-		a.clients.add(l.ClientIP)
+		a.once(l, inClients, &a.clients)
 	}
-	bounceClass := policy.IsBounceSender(l.Sender)
 	switch l.Stage {
 	case policy.StageCallout:
 		r.Callouts++
 	case policy.StageRcpt:
-		if l.Action == policy.Reject {
-			r.Rcpt.Rejected++
-			a.volume(l, policy.Reject)
-			if bounceClass {
-				r.Rcpt.RejectedBounceClass++
-				r.Backscatter.BlockedAtRcpt++
-				a.blocked(l, l.Rcpts)
-			}
-		} else if l.Would == policy.Reject {
-			r.Observe.WouldRejectRcpt++
-		}
+		a.rcpt(l)
 	case policy.StageEOM, policy.StageInternal:
-		m := &r.Messages
-		m.Total++
-		m.ByAction[action]++
-		dir := l.Direction.String()
-		m.ByDirection[dir]++
-		m.ByDirectionAction[dir][action]++
-		a.volume(l, l.Action)
-		switch l.NDR {
-		case "suppressed":
-			r.NDR.Suppressed++
-		case "success-dsn-stripped":
-			r.NDR.SuccessDSNStripped++
+		a.message(l)
+	}
+	if l.Stage != policy.StageRcpt {
+		delete(a.open, l.Session) // the transaction's final line
+	}
+}
+
+// once adds the client of l's transaction to c unless an earlier line of
+// the same transaction (same session ID) did, and says whether it added.
+func (a *Aggregator) once(l *Line, bit uint8, c *counter) bool {
+	if l.ClientIP == "" {
+		return false
+	}
+	if l.Session == "" {
+		c.add(l.ClientIP)
+		return true
+	}
+	seen := a.open[l.Session]
+	if seen&bit != 0 {
+		return false
+	}
+	c.add(l.ClientIP)
+	if l.Stage != policy.StageRcpt {
+		return true // the final line: nothing follows to be joined
+	}
+	if _, ok := a.open[l.Session]; !ok && len(a.open) >= a.opt.MaxKeys {
+		// Transactions whose final line never came (a crash, a cut log):
+		// forget them; at worst a later line counts a second time.
+		clear(a.open)
+		a.r.Approximate = true
+	}
+	a.open[l.Session] = seen | bit
+	return true
+}
+
+func (a *Aggregator) rcpt(l *Line) {
+	r := &a.r
+	bounceClass := policy.IsBounceSender(l.Sender)
+	switch {
+	case l.Action == policy.Reject:
+		r.Rcpt.Rejected++
+		a.volume(l, policy.Reject)
+		if bounceClass {
+			r.Rcpt.RejectedBounceClass++
+			r.Backscatter.RefusedRecipients++
+			a.once(l, inSources, &a.sources)
+			a.addTargets(l.Rcpts)
 		}
-		if l.Would != l.Action {
-			r.Observe.WouldMessages[would]++
+	case l.Would == policy.Reject:
+		r.Observe.WouldRejectRcpt++
+		if bounceClass {
+			r.Observe.WouldRefuseRecipients++
+			a.once(l, inObserveSources, &a.observeSources)
 		}
-		if l.Stage == policy.StageInternal {
-			if l.Action == policy.Discard || l.Action == policy.Quarantine {
-				r.Backscatter.OwnNDRsStopped[action]++
+	}
+}
+
+func (a *Aggregator) message(l *Line) {
+	r := &a.r
+	action := l.Action.String()
+	m := &r.Messages
+	m.Total++
+	m.ByAction[action]++
+	dir := l.Direction.String()
+	m.ByDirection[dir]++
+	m.ByDirectionAction[dir][action]++
+	a.volume(l, l.Action)
+	a.ndr(l.NDR)
+	if l.Would != l.Action {
+		r.Observe.WouldMessages[l.Would.String()]++
+	}
+	var held *heldRecord
+	if l.Action == policy.Quarantine {
+		held = a.hold(l)
+	}
+	if l.Stage == policy.StageInternal {
+		if l.Action == policy.Discard || l.Action == policy.Quarantine {
+			r.Backscatter.OwnNDRsStopped[action]++
+			if held != nil {
+				held.ownNDR = true
 			}
-			break
 		}
-		if l.Direction != policy.Inbound || !bounceClass && !hasPrefix(l.Evidence, "autoreply:") {
-			break
+		return
+	}
+	if l.Direction != policy.Inbound || !policy.IsBounceSender(l.Sender) && !hasPrefix(l.Evidence, "autoreply:") {
+		return
+	}
+	switch l.Action {
+	case policy.Reject, policy.Quarantine, policy.Discard:
+		r.Backscatter.BlockedAtEOM[action]++
+		counted := a.once(l, inSources, &a.sources)
+		a.addTargets(l.Rcpts)
+		if held != nil {
+			held.blocked, held.sourceCounted = true, counted
 		}
-		switch l.Action {
+	case policy.Accept, policy.Tag:
+		switch l.Would {
 		case policy.Reject, policy.Quarantine, policy.Discard:
-			r.Backscatter.BlockedAtEOM[action]++
-			a.blocked(l, l.Rcpts)
-		case policy.Accept, policy.Tag:
-			for _, e := range l.Evidence {
-				if realBounce[e.Name] {
-					r.Backscatter.RealBouncesDelivered++
-					r.Backscatter.RealBouncesBy[e.Name]++
-					break
-				}
+			r.Observe.WouldBlockMessages++
+			a.once(l, inObserveSources, &a.observeSources)
+		}
+		for _, e := range l.Evidence {
+			if realBounce[e.Name] {
+				r.Backscatter.RealBouncesDelivered++
+				r.Backscatter.RealBouncesBy[e.Name]++
+				break
 			}
 		}
 	}
+}
+
+func (a *Aggregator) ndr(outcome string) {
+	n := &a.r.NDR
+	o := &a.r.Observe
+	switch outcome {
+	case "":
+	case ndrSuppressed:
+		n.Suppressed++
+	case ndrStripped:
+		n.SuccessDSNStripped++
+	case ndrObservePrefix + ndrSuppressed:
+		o.WouldSuppressNDR++
+	case ndrObservePrefix + ndrStripped:
+		o.WouldStripSuccessDSN++
+	default:
+		if n.Other == nil {
+			n.Other = map[string]int{}
+		}
+		if len(n.Other) < 20 || n.Other[outcome] > 0 {
+			n.Other[shorten(outcome)]++
+		}
+	}
+}
+
+// hold records a quarantine verdict for the held-message table and the
+// join with operators' events.
+func (a *Aggregator) hold(l *Line) *heldRecord {
+	a.r.Quarantine.Held++
+	if l.QueueID == "" {
+		return nil
+	}
+	if _, ok := a.held[l.QueueID]; !ok && len(a.held) >= a.opt.MaxKeys {
+		a.pruneHeld()
+	}
+	dec, _ := deciding(l.Evidence)
+	h := &heldRecord{deciding: dec, msg: HeldMessage{QueueID: l.QueueID, Time: l.Time, Stage: string(l.Stage),
+		ClientIP: l.ClientIP, Sender: l.Sender, Rcpts: cut(l.Rcpts), Score: l.Score, Deciding: dec, Status: "held"}}
+	a.held[l.QueueID] = h
+	return h
+}
+
+// pruneHeld forgets the older half of the held messages.
+func (a *Aggregator) pruneHeld() {
+	all := make([]*heldRecord, 0, len(a.held))
+	for _, h := range a.held {
+		all = append(all, h)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].msg.Time.After(all[j].msg.Time) })
+	for _, h := range all[len(all)/2:] {
+		delete(a.held, h.msg.QueueID)
+	}
+	a.r.Approximate = true
+}
+
+func cut(rcpts []string) []string {
+	out := make([]string, 0, min(len(rcpts), 10))
+	for _, r := range rcpts {
+		if len(out) == 10 {
+			break
+		}
+		if len(r) > maxKeyLen {
+			r = r[:maxKeyLen]
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // realBounce names the evidence that proves inbound bounce-class mail answers
@@ -219,13 +397,11 @@ func hasPrefix(es []policy.Evidence, p string) bool {
 	return false
 }
 
-// blocked counts the source and the targets of blocked backscatter. At RCPT
-// the line names the one recipient refused; at end of message the accepted
-// ones (recipients refused earlier were counted on their own RCPT lines).
-func (a *Aggregator) blocked(l *Line, rcpts []string) {
-	if l.ClientIP != "" {
-		a.sources.add(l.ClientIP)
-	}
+// addTargets counts the local addresses hit by blocked backscatter. At
+// RCPT the line names the one recipient refused; at end of message the
+// accepted ones (recipients refused earlier were counted on their own
+// RCPT lines).
+func (a *Aggregator) addTargets(rcpts []string) {
 	for _, rc := range rcpts {
 		a.targets.add(strings.ToLower(rc))
 	}
@@ -238,14 +414,14 @@ func (a *Aggregator) volume(l *Line, act policy.Action) {
 	}
 	t := l.Time.In(a.opt.Location)
 	y, mo, d := t.Date()
-	day := time.Date(y, mo, d, 0, 0, 0, 0, a.opt.Location).Format("2006-01-02")
-	hour := time.Date(y, mo, d, t.Hour(), 0, 0, 0, a.opt.Location).Format("2006-01-02T15")
+	day := time.Date(y, mo, d, 0, 0, 0, 0, a.opt.Location).Unix()
+	hour := time.Date(y, mo, d, t.Hour(), 0, 0, 0, a.opt.Location).Unix()
 	if !bump(a.days, day, act, maxDayBucket) || !bump(a.hours, hour, act, maxHourBucket) {
 		a.r.Approximate = true
 	}
 }
 
-func bump(m map[string]*[6]int, key string, act policy.Action, max int) bool {
+func bump(m map[int64]*[6]int, key int64, act policy.Action, max int) bool {
 	c := m[key]
 	if c == nil {
 		if len(m) >= max {
@@ -260,10 +436,11 @@ func bump(m map[string]*[6]int, key string, act policy.Action, max int) bool {
 	return true
 }
 
-// Report returns the figures counted so far.
+// Report returns the figures counted so far, with operators' releases and
+// deletions applied.
 func (a *Aggregator) Report() *Report {
-	r := a.r // a copy: the maps are shared, the lists are built fresh
-	r.Period.TZ = a.opt.Location.String()
+	r := a.r // a copy: the maps are shared, so they are copied where changed
+	r.Period.TZ = ZoneName(a.opt.Location)
 	if !a.opt.Since.IsZero() {
 		s := a.opt.Since
 		r.Period.Since = &s
@@ -276,29 +453,24 @@ func (a *Aggregator) Report() *Report {
 		f, l := a.first, a.last
 		r.Period.First, r.Period.Last = &f, &l
 	}
+	sources, targets := a.sources.clone(), a.targets.clone()
+	a.applyEvents(&r, &sources, &targets)
 	b := &r.Backscatter
-	b.Blocked = b.BlockedAtRcpt
 	for _, n := range b.BlockedAtEOM {
-		b.Blocked += n
+		b.BlockedMessages += n
 	}
 	top := a.opt.Top
 	r.TopClients = a.clients.top(top)
-	r.TopSources = a.sources.top(top)
+	r.TopSources = sources.top(top)
 	r.TopZones = a.zones.top(top)
-	r.TopTargets = a.targets.top(top)
+	r.TopTargets = targets.top(top)
+	r.Observe.TopSources = a.observeSources.top(top)
 	for _, c := range a.fired.top(0) {
 		r.Evidence = append(r.Evidence, EvidenceStat{Name: c.Key, Fired: c.Count, Decided: a.decided.m[c.Key]})
 	}
-	sort.SliceStable(r.Evidence, func(i, j int) bool {
-		x, y := r.Evidence[i], r.Evidence[j]
-		if x.Fired != y.Fired {
-			return x.Fired > y.Fired
-		}
-		return x.Name < y.Name
-	})
-	r.Hourly = buckets(a.hours)
-	r.Daily = buckets(a.days)
-	for _, c := range []*counter{&a.fired, &a.decided, &a.clients, &a.sources, &a.zones, &a.targets} {
+	r.Hourly = buckets(a.hours, a.opt.Location)
+	r.Daily = buckets(a.days, a.opt.Location)
+	for _, c := range []*counter{&a.fired, &a.decided, &a.clients, &a.sources, &a.zones, &a.targets, &a.observeSources} {
 		r.Approximate = r.Approximate || c.pruned
 	}
 	if r.Evidence == nil {
@@ -307,17 +479,98 @@ func (a *Aggregator) Report() *Report {
 	return &r
 }
 
-func buckets(m map[string]*[6]int) []Bucket {
+// applyEvents marks held messages released or deleted and takes released
+// ones out of what counts as blocked backscatter: a message an operator
+// let through was a false positive, not backscatter.
+func (a *Aggregator) applyEvents(r *Report, sources, targets *counter) {
+	q := &r.Quarantine
+	r.Backscatter.BlockedAtEOM = cloneMap(r.Backscatter.BlockedAtEOM)
+	r.Backscatter.OwnNDRsStopped = cloneMap(r.Backscatter.OwnNDRsStopped)
+	held := map[string]int{}
+	released := map[string]int{}
+	list := make([]HeldMessage, 0, len(a.held))
+	for id, h := range a.held {
+		m := h.msg
+		held[h.deciding]++
+		ev, ok := a.events[id]
+		// An event older than the verdict is about an earlier message that
+		// had the same queue ID.
+		if ok && (ev.Time.IsZero() || m.Time.IsZero() || !ev.Time.Before(m.Time)) {
+			m.Status, m.Operator = ev.Event, ev.Operator
+			if ev.Event == EventReleased {
+				q.Released++
+				released[h.deciding]++
+				if h.blocked {
+					r.Backscatter.BlockedAtEOM["quarantine"]--
+					if h.sourceCounted {
+						sources.sub(m.ClientIP)
+					}
+					for _, rc := range m.Rcpts {
+						targets.sub(strings.ToLower(rc))
+					}
+				}
+				if h.ownNDR {
+					r.Backscatter.OwnNDRsStopped["quarantine"]--
+				}
+			} else {
+				q.Deleted++
+			}
+		}
+		list = append(list, m)
+	}
+	for id := range a.events {
+		if _, ok := a.held[id]; !ok {
+			q.UnmatchedEvents++
+		}
+	}
+	if q.Held > 0 {
+		q.FalsePositiveRate = float64(q.Released) / float64(q.Held)
+	}
+	q.ByEvidence = []FalsePositives{}
+	for ev, n := range held {
+		q.ByEvidence = append(q.ByEvidence, FalsePositives{Evidence: ev, Held: n, Released: released[ev], Rate: float64(released[ev]) / float64(n)})
+	}
+	sort.Slice(q.ByEvidence, func(i, j int) bool {
+		x, y := q.ByEvidence[i], q.ByEvidence[j]
+		if x.Released != y.Released {
+			return x.Released > y.Released
+		}
+		if x.Held != y.Held {
+			return x.Held > y.Held
+		}
+		return x.Evidence < y.Evidence
+	})
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].Time.Equal(list[j].Time) {
+			return list[i].Time.After(list[j].Time)
+		}
+		return list[i].QueueID < list[j].QueueID
+	})
+	if len(list) > a.opt.Held {
+		list = list[:a.opt.Held]
+	}
+	q.Messages = list
+}
+
+func cloneMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func buckets(m map[int64]*[6]int, loc *time.Location) []Bucket {
 	out := make([]Bucket, 0, len(m))
 	for k, c := range m {
-		b := Bucket{Start: k, ByAction: make(map[string]int, len(Actions))}
+		b := Bucket{Start: time.Unix(k, 0).In(loc), ByAction: make(map[string]int, len(Actions))}
 		for i, n := range c {
 			b.ByAction[Actions[i]] = n
 			b.Total += n
 		}
 		out = append(out, b)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
 }
 
@@ -340,6 +593,27 @@ func (c *counter) add(k string) {
 	if len(c.m) > 2*c.max {
 		c.prune()
 	}
+}
+
+// sub takes back one add of k (a released message).
+func (c *counter) sub(k string) {
+	if len(k) > maxKeyLen {
+		k = k[:maxKeyLen]
+	}
+	switch n := c.m[k]; {
+	case n > 1:
+		c.m[k] = n - 1
+	case n == 1:
+		delete(c.m, k)
+	}
+}
+
+func (c *counter) clone() counter {
+	out := counter{m: make(map[string]int, len(c.m)), max: c.max, pruned: c.pruned}
+	for k, v := range c.m {
+		out.m[k] = v
+	}
+	return out
 }
 
 func (c *counter) prune() {

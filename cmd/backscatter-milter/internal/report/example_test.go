@@ -16,10 +16,11 @@ func Example() {
 	a := report.New(report.Options{Location: time.UTC})
 	a.Read(strings.NewReader(log))
 	r := a.Report()
-	fmt.Println("blocked:", r.Backscatter.Blocked, "real bounces delivered:", r.Backscatter.RealBouncesDelivered,
+	fmt.Println("recipients refused:", r.Backscatter.RefusedRecipients, "messages blocked:", r.Backscatter.BlockedMessages,
+		"real bounces delivered:", r.Backscatter.RealBouncesDelivered,
 		"malformed lines:", r.Input.Malformed)
 	fmt.Println("top target:", r.TopTargets[0].Key)
 	// Output:
-	// blocked: 1 real bounces delivered: 1 malformed lines: 1
+	// recipients refused: 1 messages blocked: 0 real bounces delivered: 1 malformed lines: 1
 	// top target: alice@example.org
 }

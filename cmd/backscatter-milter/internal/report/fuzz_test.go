@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// FuzzParseLine: any input gives a verdict, ErrNotVerdict or a
-// *MalformedError, never a panic; a verdict has a known stage.
+// FuzzParseLine: any input gives a verdict, an event, ErrNotVerdict or a
+// *MalformedError, never a panic; a verdict has a known stage, an event a
+// known kind and a queue ID.
 func FuzzParseLine(f *testing.F) {
 	for _, l := range generate(5, 40, genStart) {
 		f.Add(l.text)
@@ -20,6 +21,9 @@ func FuzzParseLine(f *testing.F) {
 		`{"msg":"verdict","stage":"eom","action":"accept","evidence":[{"name":1}]}`,
 		`{"msg":"verdict","stage":"eom","action":"accept","ts":"yesterday"}`,
 		`{"msg":"verdict","stage":"eom","action":"accept","direction":"sideways"}`,
+		`{"msg":"quarantine","event":"released","queue_id":"4F1A2C0DE","operator":"alice","ts":"2026-03-03T10:00:00Z"}`,
+		`{"msg":"quarantine","event":"exploded","queue_id":"4F1A2C0DE"}`,
+		`{"msg":"quarantine","event":"deleted"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -27,6 +31,10 @@ func FuzzParseLine(f *testing.F) {
 		l, err := ParseLine(b)
 		var me *MalformedError
 		switch {
+		case err == nil && l.Event != "":
+			if l.Stage != "" || l.QueueID == "" || l.Event != EventReleased && l.Event != EventDeleted {
+				t.Fatalf("event %q with stage %q, queue ID %q", l.Event, l.Stage, l.QueueID)
+			}
 		case err == nil:
 			switch l.Stage {
 			case "rcpt", "eom", "callout", "internal-bounce":
@@ -49,7 +57,7 @@ func FuzzReport(f *testing.F) {
 		a := New(Options{Top: 3, Location: time.UTC})
 		_ = a.Read(bytes.NewReader(b))
 		r := a.Report()
-		if r.Input.Verdicts+r.Input.Other+r.Input.Malformed+r.Input.OutsideRange+r.Input.NoTime != r.Input.Lines {
+		if r.Input.Verdicts+r.Input.Events+r.Input.Other+r.Input.Malformed+r.Input.OutsideRange+r.Input.NoTime != r.Input.Lines {
 			t.Fatalf("lines not accounted for: %+v", r.Input)
 		}
 		for _, w := range []func(io.Writer) error{r.WriteText, r.WriteJSON, r.WriteHTML} {

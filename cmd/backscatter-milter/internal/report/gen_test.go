@@ -32,8 +32,9 @@ type want struct {
 	byDir                                      map[string]int
 	byDirAction                                map[string]map[string]int
 	rcptRejected, rcptRejectedBounce           int
+	events                                     int
 	callouts                                   int
-	blockedRcpt                                int
+	refusedRcpt                                int
 	blockedEOM                                 map[string]int
 	real                                       int
 	realBy                                     map[string]int
@@ -41,9 +42,15 @@ type want struct {
 	ndrSuppressed, ndrStripped                 int
 	observe, wouldRcpt                         int
 	wouldMsg                                   map[string]int
+	wouldBlock, wouldRefuse                    int
+	wouldSuppress, wouldStrip                  int
 	fired, decided                             map[string]int
 	clients, sources, zones, targets           map[string]int
+	observeSources                             map[string]int
 	hours, days                                map[string]map[string]int
+	held, released, deleted, unmatched         int
+	heldBy, releasedBy                         map[string]int
+	heldList                                   []HeldMessage // in log order: oldest first
 }
 
 func newWant() *want {
@@ -51,7 +58,8 @@ func newWant() *want {
 		byDirAction: map[string]map[string]int{"inbound": {}, "outbound": {}},
 		blockedEOM:  map[string]int{}, realBy: map[string]int{}, ownNDR: map[string]int{}, wouldMsg: map[string]int{},
 		fired: map[string]int{}, decided: map[string]int{}, clients: map[string]int{}, sources: map[string]int{},
-		zones: map[string]int{}, targets: map[string]int{}, hours: map[string]map[string]int{}, days: map[string]map[string]int{}}
+		zones: map[string]int{}, targets: map[string]int{}, hours: map[string]map[string]int{}, days: map[string]map[string]int{},
+		observeSources: map[string]int{}, heldBy: map[string]int{}, releasedBy: map[string]int{}}
 }
 
 // genLine is one line of the generated log and what it adds to the report.
@@ -59,6 +67,9 @@ type genLine struct {
 	text  []byte
 	at    time.Time // zero for lines that are not verdicts
 	apply func(w *want)
+	// event is the queue ID of an operator's event line; verdict the
+	// queue ID of the quarantine verdict it is about.
+	event, verdict string
 }
 
 type generator struct {
@@ -148,11 +159,55 @@ func (g *generator) tx(ip, sender string, rcpts ...string) *policy.Transaction {
 	return t
 }
 
-// event writes one randomly chosen transaction: one to three lines.
+// held records a quarantine verdict the report must list, and what an
+// operator did with it: "" (nothing), EventReleased or EventDeleted.
+func held(w *want, t *policy.Transaction, v *policy.Verdict, at time.Time, deciding, fate string) {
+	w.held++
+	w.heldBy[deciding]++
+	status := "held"
+	switch fate {
+	case EventReleased:
+		w.released++
+		w.releasedBy[deciding]++
+		status = fate
+	case EventDeleted:
+		w.deleted++
+		status = fate
+	}
+	var rcpts []string
+	for _, r := range t.Recipients {
+		rcpts = append(rcpts, r.Addr)
+	}
+	op := ""
+	if fate != "" {
+		op = "op-" + t.QueueID
+	}
+	w.heldList = append(w.heldList, HeldMessage{QueueID: t.QueueID, Time: at, Stage: string(v.Stage), ClientIP: t.ClientIP.String(),
+		Sender: t.Sender, Rcpts: rcpts, Score: v.Score, Deciding: deciding, Status: status, Operator: op})
+}
+
+// operator writes the event line of a release or deletion through
+// LogEvent, the writer the quarantine command uses.
+func (g *generator) operator(qid, fate string) {
+	g.buf.Reset()
+	LogEvent(g.log, Event{Event: fate, QueueID: qid, Operator: "op-" + qid, MTA: "postfix"})
+	g.lines = append(g.lines, genLine{text: bytes.Clone(bytes.TrimRight(g.buf.Bytes(), "\n")), event: qid,
+		apply: func(w *want) { w.lines++; w.events++ }})
+	g.clk.t = g.clk.t.Add(time.Second)
+}
+
+// fate picks what an operator does with a held message.
+func (g *generator) fate() string {
+	return []string{"", "", EventReleased, EventDeleted}[g.rng.IntN(4)]
+}
+
+// event writes one randomly chosen transaction: one to three lines. The
+// expected figures are written out per case, from what the case is (a
+// forged bounce, a real one, ...), not from the code under test.
 func (g *generator) event() {
 	ip, rcpt := g.pick(genClients), g.pick(genTargets)
 	lrcpt := strings.ToLower(rcpt)
-	switch k := g.rng.IntN(15); k {
+	switch k := g.rng.IntN(17); k {
 	case 0, 1, 2: // ordinary inbound mail
 		t := g.tx(ip, "user@example.net", rcpt)
 		g.emit(t, &policy.Verdict{Stage: policy.StageEOM}, func(w *want, at time.Time) { message(w, at, "inbound", "accept") })
@@ -172,7 +227,7 @@ func (g *generator) event() {
 			func(w *want, at time.Time) {
 				w.rcptRejected++
 				w.rcptRejectedBounce++
-				w.blockedRcpt++
+				w.refusedRcpt++
 				w.sources[ip]++
 				w.targets[lrcpt]++
 				w.clients[ip]++
@@ -185,19 +240,28 @@ func (g *generator) event() {
 			cev = append(cev, ev[0])
 		}
 		g.emit(t, &policy.Verdict{Stage: policy.StageCallout, Evidence: cev, Score: cev.Score()}, func(w *want, at time.Time) { w.callouts++ })
-	case 5: // forged bounce quarantined at end of message
+	case 5: // forged bounce quarantined at end of message; an operator may release or delete it
 		sender := []string{"", "MAILER-DAEMON@victim.example", "postmaster@victim.example"}[g.rng.IntN(3)]
 		t := g.tx(ip, sender, rcpt)
 		ev := policy.Evidences{{Name: "bounce:not-ours", Weight: 6}}
-		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Action: policy.Quarantine, Would: policy.Quarantine, Score: 6, Evidence: ev,
-			Mods: policy.Modifications{QuarantineReason: "x"}}, func(w *want, at time.Time) {
+		v := &policy.Verdict{Stage: policy.StageEOM, Action: policy.Quarantine, Would: policy.Quarantine, Score: 6, Evidence: ev,
+			Mods: policy.Modifications{QuarantineReason: "x"}}
+		fate := g.fate()
+		g.emit(t, v, func(w *want, at time.Time) {
 			message(w, at, "inbound", "quarantine")
-			w.blockedEOM["quarantine"]++
-			w.sources[ip]++
-			w.targets[lrcpt]++
 			w.clients[ip]++
 			w.decided["bounce:not-ours"]++
+			held(w, t, v, at, "bounce:not-ours", fate)
+			if fate != EventReleased { // a released message was no backscatter
+				w.blockedEOM["quarantine"]++
+				w.sources[ip]++
+				w.targets[lrcpt]++
+			}
 		})
+		if fate != "" {
+			g.lines[len(g.lines)-1].verdict = t.QueueID
+			g.operator(t.QueueID, fate)
+		}
 	case 6: // forged bounce from a listed host rejected at end of message, two recipients
 		rcpt2 := g.pick(genTargets)
 		t := g.tx(ip, "", rcpt, rcpt2)
@@ -234,23 +298,41 @@ func (g *generator) event() {
 	case 9: // auto-reply from a listed host: quarantined, it counts as backscatter blocked
 		t := g.tx(ip, "ivan@example.net", rcpt)
 		ev := policy.Evidences{{Name: "dnsbl:zen.example", Weight: 3}, {Name: "autoreply:not-ours", Weight: 4}}
-		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Action: policy.Quarantine, Would: policy.Quarantine, Score: 7, Evidence: ev}, func(w *want, at time.Time) {
+		v := &policy.Verdict{Stage: policy.StageEOM, Action: policy.Quarantine, Would: policy.Quarantine, Score: 7, Evidence: ev}
+		fate := g.fate()
+		g.emit(t, v, func(w *want, at time.Time) {
 			message(w, at, "inbound", "quarantine")
-			w.blockedEOM["quarantine"]++
-			w.sources[ip]++
-			w.targets[lrcpt]++
 			w.clients[ip]++
 			w.decided["autoreply:not-ours"]++
+			held(w, t, v, at, "autoreply:not-ours", fate)
+			if fate != EventReleased {
+				w.blockedEOM["quarantine"]++
+				w.sources[ip]++
+				w.targets[lrcpt]++
+			}
 		})
-	case 10: // NDR suppression or success-DSN stripping on unauthenticated mail
+		if fate != "" {
+			g.lines[len(g.lines)-1].verdict = t.QueueID
+			g.operator(t.QueueID, fate)
+		}
+	case 10: // NDR suppression or success-DSN stripping on unauthenticated mail, or what observe mode would do
 		t := g.tx(ip, "someone@forged.example", rcpt)
-		ndr := []string{"suppressed", "success-dsn-stripped"}[g.rng.IntN(2)]
-		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Auth: policy.Unauthenticated, AuthWhy: "spf=none", NDR: ndr}, func(w *want, at time.Time) {
+		ndr := []string{"suppressed", "success-dsn-stripped", "would-be-suppressed", "would-be-success-dsn-stripped"}[g.rng.IntN(4)]
+		mode := policy.Enforce
+		if strings.HasPrefix(ndr, "would-be-") {
+			mode = policy.Observe
+		}
+		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Mode: mode, Auth: policy.Unauthenticated, AuthWhy: "spf=none", NDR: ndr}, func(w *want, at time.Time) {
 			message(w, at, "inbound", "accept")
-			if ndr == "suppressed" {
+			switch ndr {
+			case "suppressed":
 				w.ndrSuppressed++
-			} else {
+			case "success-dsn-stripped":
 				w.ndrStripped++
+			case "would-be-suppressed":
+				w.wouldSuppress++
+			default:
+				w.wouldStrip++
 			}
 		})
 	case 11: // observe mode: a forged bounce only tagged
@@ -259,21 +341,25 @@ func (g *generator) event() {
 		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Mode: policy.Observe, Action: policy.Tag, Would: policy.Quarantine, Score: 6, Evidence: ev}, func(w *want, at time.Time) {
 			message(w, at, "inbound", "tag")
 			w.wouldMsg["quarantine"]++
+			w.wouldBlock++
+			w.observeSources[ip]++
 			w.clients[ip]++
 			w.decided["bounce:not-ours"]++
 		})
-	case 12: // observe mode at RCPT, then the message it let through
+	case 12: // observe mode at RCPT, then the message it let through: one transaction
 		t := g.tx(ip, "", rcpt)
 		ev := policy.Evidences{{Name: "batv:missing", Weight: 10}}
 		g.emit(t, &policy.Verdict{Stage: policy.StageRcpt, Mode: policy.Observe, Would: policy.Reject, Recipient: rcpt, Score: 10, Evidence: ev}, func(w *want, at time.Time) {
 			w.wouldRcpt++
-			w.clients[ip]++
+			w.wouldRefuse++
+			w.clients[ip]++        // the transaction, counted on its first line...
+			w.observeSources[ip]++ // ...in each list
 		})
 		t.Recipients[0].Evidence = ev
 		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Mode: policy.Observe, Action: policy.Tag, Would: policy.Reject, Score: 10, Evidence: ev}, func(w *want, at time.Time) {
 			message(w, at, "inbound", "tag")
 			w.wouldMsg["reject"]++
-			w.clients[ip]++
+			w.wouldBlock++
 			w.decided["batv:missing"]++
 		})
 	case 13: // our own NDR to a forged sender, in the internal-bounce role
@@ -281,17 +367,59 @@ func (g *generator) event() {
 		t.Direction = policy.Outbound
 		act := []policy.Action{policy.Discard, policy.Quarantine}[g.rng.IntN(2)]
 		ev := policy.Evidences{{Name: "ndr:forged-sender", Weight: 10}}
-		g.emit(t, &policy.Verdict{Stage: policy.StageInternal, Action: act, Would: act, Score: 10, Evidence: ev}, func(w *want, at time.Time) {
+		v := &policy.Verdict{Stage: policy.StageInternal, Action: act, Would: act, Score: 10, Evidence: ev}
+		fate := ""
+		if act == policy.Quarantine {
+			fate = g.fate()
+		}
+		g.emit(t, v, func(w *want, at time.Time) {
 			message(w, at, "outbound", act.String())
-			w.ownNDR[act.String()]++
 			w.decided["ndr:forged-sender"]++
+			if act == policy.Quarantine {
+				held(w, t, v, at, "ndr:forged-sender", fate)
+			}
+			if fate != EventReleased {
+				w.ownNDR[act.String()]++
+			}
 		})
+		if fate != "" {
+			g.lines[len(g.lines)-1].verdict = t.QueueID
+			g.operator(t.QueueID, fate)
+		}
 	case 14: // allowlisted client
 		t := g.tx(ip, "", rcpt)
 		t.Allowed = "client 198.51.100.0/24"
 		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Notes: []string{"allowlisted: client 198.51.100.0/24"}}, func(w *want, at time.Time) {
 			message(w, at, "inbound", "accept")
 		})
+	case 15: // one recipient refused at RCPT, the other quarantined at end of message: one transaction
+		rcpt2 := g.pick(genTargets)
+		t := g.tx(ip, "", rcpt)
+		ev := policy.Evidences{{Name: "batv:bad", Weight: 10}}
+		g.emit(t, &policy.Verdict{Stage: policy.StageRcpt, Action: policy.Reject, Would: policy.Reject, Recipient: rcpt, Score: 10, Evidence: ev,
+			Reply: &policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "bad tag"}}, func(w *want, at time.Time) {
+			w.rcptRejected++
+			w.rcptRejectedBounce++
+			w.refusedRcpt++
+			w.targets[lrcpt]++
+			w.clients[ip]++ // the transaction's source and client, once
+			w.sources[ip]++
+			w.decided["batv:bad"]++
+			volume(w, at, "reject")
+		})
+		t.Recipients, t.Rejected = []policy.Recipient{{Addr: rcpt2}}, []string{rcpt}
+		qev := policy.Evidences{{Name: "bounce:not-ours", Weight: 6}}
+		v := &policy.Verdict{Stage: policy.StageEOM, Action: policy.Quarantine, Would: policy.Quarantine, Score: 6, Evidence: qev}
+		g.emit(t, v, func(w *want, at time.Time) {
+			message(w, at, "inbound", "quarantine")
+			w.decided["bounce:not-ours"]++
+			held(w, t, v, at, "bounce:not-ours", "")
+			w.blockedEOM["quarantine"]++
+			w.targets[strings.ToLower(rcpt2)]++
+		})
+	case 16: // an operator releases a message held before the log began
+		g.sess++
+		g.operator(fmt.Sprintf("OLD%05X", g.sess), EventReleased)
 	}
 }
 
@@ -329,6 +457,7 @@ func generate(seed uint64, n int, start time.Time) []genLine {
 // only inside [since, until) when either is set.
 func expect(lines []genLine, since, until time.Time) *want {
 	w := newWant()
+	counted := map[string]bool{} // quarantine verdicts counted, by queue ID
 	for _, l := range lines {
 		if !l.at.IsZero() && (!since.IsZero() || !until.IsZero()) {
 			if !since.IsZero() && l.at.Before(since) || !until.IsZero() && !l.at.Before(until) {
@@ -336,6 +465,12 @@ func expect(lines []genLine, since, until time.Time) *want {
 				w.outside++
 				continue
 			}
+		}
+		if l.verdict != "" {
+			counted[l.verdict] = true
+		}
+		if l.event != "" && !counted[l.event] {
+			w.unmatched++
 		}
 		l.apply(w)
 	}

@@ -12,7 +12,9 @@ import (
 var htmlTemplate string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"f1": func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"f1":  func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"pct": percent,
+	"day": func(t time.Time) string { return t.Format("2006-01-02") },
 }).Parse(htmlTemplate))
 
 // actionColors are fixed so every chart and legend agrees.
@@ -22,14 +24,21 @@ var actionColors = map[string]string{
 }
 
 type htmlView struct {
-	R       *Report
-	Period  string
-	Cards   []card
-	Legend  []legendItem
-	Volume  barChart
-	Sources hbarChart
-	Mix     hbarChart
-	Actions []string
+	R         *Report
+	Period    string
+	Generated string
+	Held      []heldRow
+	Cards     []card
+	Legend    []legendItem
+	Volume    barChart
+	Sources   hbarChart
+	Mix       hbarChart
+	Actions   []string
+}
+
+type heldRow struct {
+	HeldMessage
+	When, StatusText string
 }
 
 type card struct {
@@ -110,20 +119,29 @@ const (
 // WriteHTML writes the review as one self-contained HTML page: inline CSS
 // and inline SVG charts, no script and no external resource.
 func (r *Report) WriteHTML(w io.Writer) error {
-	v := htmlView{R: r, Period: r.periodText(), Actions: Actions}
+	v := htmlView{R: r, Period: r.periodText(), Generated: r.generatedText(), Actions: Actions}
+	for _, h := range r.Quarantine.Messages {
+		v.Held = append(v.Held, heldRow{h, r.timeText(h.Time), statusText(h)})
+	}
 	for _, a := range Actions {
 		v.Legend = append(v.Legend, legendItem{a, actionColors[a]})
 	}
+	b, q := r.Backscatter, r.Quarantine
 	v.Cards = []card{
 		{"messages decided", r.Messages.Total, fmt.Sprintf("%d inbound, %d outbound", r.Messages.ByDirection["inbound"], r.Messages.ByDirection["outbound"])},
-		{"backscatter blocked", r.Backscatter.Blocked, fmt.Sprintf("%d recipients at RCPT, %d messages at end of message", r.Backscatter.BlockedAtRcpt, r.Backscatter.Blocked-r.Backscatter.BlockedAtRcpt)},
-		{"real bounces delivered", r.Backscatter.RealBouncesDelivered, "answers to mail we sent"},
-		{"NDRs suppressed", r.NDR.Suppressed, fmt.Sprintf("%d success DSN stripped", r.NDR.SuccessDSNStripped)},
-		{"observe: would reject", r.Observe.WouldMessages["reject"] + r.Observe.WouldRejectRcpt, fmt.Sprintf("%d would quarantine", r.Observe.WouldMessages["quarantine"])},
+		{"backscatter messages blocked", b.BlockedMessages, fmt.Sprintf("%d rejected, %d quarantined, %d discarded at end of message", b.BlockedAtEOM["reject"], b.BlockedAtEOM["quarantine"], b.BlockedAtEOM["discard"])},
+		{"backscatter recipients refused", b.RefusedRecipients, "at RCPT"},
+		{"real bounces delivered", b.RealBouncesDelivered, "messages answering mail we sent"},
+		{"NDRs suppressed", r.NDR.Suppressed, fmt.Sprintf("messages; %d success DSN stripped", r.NDR.SuccessDSNStripped)},
+		{"held messages released", q.Released, fmt.Sprintf("false positives: %s of %d held", percent(q.FalsePositiveRate), q.Held)},
+		{"observe: would block", r.Observe.WouldBlockMessages, fmt.Sprintf("backscatter messages; %d recipients at RCPT; %d NDRs would be suppressed", r.Observe.WouldRefuseRecipients, r.Observe.WouldSuppressNDR)},
 		{"malformed lines", r.Input.Malformed, fmt.Sprintf("of %d lines read", r.Input.Lines)},
 	}
 	v.Volume = volumeChart(r)
 	src, title := r.TopSources, "Top sources of blocked backscatter (client IP)"
+	if len(src) == 0 && len(r.Observe.TopSources) > 0 {
+		src, title = r.Observe.TopSources, "Observe mode: top sources of backscatter it would have blocked (client IP)"
+	}
 	if len(src) == 0 {
 		src, title = r.TopClients, "Top client IPs (inbound, not plainly accepted)"
 	}
@@ -131,7 +149,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	for i, c := range src {
 		rows[i] = hrow{Label: c.Key, V1: c.Count}
 	}
-	v.Sources = hbars(title, rows, "verdicts", "")
+	v.Sources = hbars(title, rows, "transactions", "")
 	// A new slice: the sources chart keeps its rows.
 	mix := make([]hrow, 0, len(r.Evidence))
 	for _, e := range r.Evidence {
@@ -145,16 +163,13 @@ func (r *Report) WriteHTML(w io.Writer) error {
 // the gaps with empty columns and keeps the last maxBars columns.
 func volumeChart(r *Report) barChart {
 	c := barChart{Title: "Decisions per day by action", Width: chartW, Height: chartH}
-	series, step, layout := r.Daily, 24*time.Hour, "2006-01-02"
-	if len(r.Hourly) > 0 && len(r.Hourly) <= hourlyLimit {
-		first, _ := time.Parse("2006-01-02T15", r.Hourly[0].Start)
-		last, _ := time.Parse("2006-01-02T15", r.Hourly[len(r.Hourly)-1].Start)
-		if last.Sub(first) < hourlyLimit*time.Hour {
-			series, step, layout = r.Hourly, time.Hour, "2006-01-02T15"
-			c.Title = "Decisions per hour by action"
-		}
+	series, hourly := r.Daily, false
+	if len(r.Hourly) > 0 && len(r.Hourly) <= hourlyLimit &&
+		r.Hourly[len(r.Hourly)-1].Start.Sub(r.Hourly[0].Start) < hourlyLimit*time.Hour {
+		series, hourly = r.Hourly, true
+		c.Title = "Decisions per hour by action"
 	}
-	series = fillGaps(series, step, layout)
+	series = fillGaps(series, hourly)
 	if len(series) > maxBars {
 		series = series[len(series)-maxBars:]
 	}
@@ -175,11 +190,16 @@ func volumeChart(r *Report) barChart {
 		y := padTop + plotH - plotH*float64(val)/float64(top)
 		c.Grid = append(c.Grid, gridLine{Y: y, Label: fmt.Sprint(val), X2: chartW - padRight})
 	}
+	layout := "2006-01-02"
+	if hourly {
+		layout = "2006-01-02 15:04"
+	}
 	every := (len(series) + maxXLabels - 1) / maxXLabels
 	for i, b := range series {
 		x := padLeft + float64(i)*slot
 		y := padTop + plotH
-		br := bar{Title: fmt.Sprintf("%s: %d", b.Start, b.Total)}
+		start := b.Start.Format(layout)
+		br := bar{Title: fmt.Sprintf("%s: %d", start, b.Total)}
 		for _, a := range Actions {
 			n := b.ByAction[a]
 			if n == 0 {
@@ -188,13 +208,13 @@ func volumeChart(r *Report) barChart {
 			h := plotH * float64(n) / float64(top)
 			y -= h
 			br.Segs = append(br.Segs, seg{X: x + gap/2, Y: y, W: slot - gap, H: h, Color: actionColors[a],
-				Title: fmt.Sprintf("%s %s: %d", b.Start, a, n)})
+				Title: fmt.Sprintf("%s %s: %d", start, a, n)})
 		}
 		c.Bars = append(c.Bars, br)
 		if i%every == 0 {
-			label := b.Start
-			if step == time.Hour {
-				label = label[5:10] + " " + label[11:] + "h"
+			label := start
+			if hourly {
+				label = b.Start.Format("01-02 15h")
 			}
 			c.Labels = append(c.Labels, axisLabel{X: x + slot/2, Y: chartH - padBottom + 16, Text: label})
 		}
@@ -202,26 +222,29 @@ func volumeChart(r *Report) barChart {
 	return c
 }
 
-func fillGaps(in []Bucket, step time.Duration, layout string) []Bucket {
+// fillGaps adds empty columns for the hours or days without decisions,
+// stepping in the buckets' own zone (a day across a DST change is 23 or
+// 25 hours).
+func fillGaps(in []Bucket, hourly bool) []Bucket {
 	if len(in) < 2 {
 		return in
 	}
-	first, err1 := time.Parse(layout, in[0].Start)
-	last, err2 := time.Parse(layout, in[len(in)-1].Start)
-	if err1 != nil || err2 != nil || last.Sub(first)/step > 4*maxBars {
+	next := func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }
+	if hourly {
+		next = func(t time.Time) time.Time { return t.Add(time.Hour) }
+	}
+	first, last := in[0].Start, in[len(in)-1].Start
+	if n := last.Sub(first) / time.Hour; !hourly && n/24 > 4*maxBars || hourly && n > 4*maxBars {
 		return in
 	}
-	have := make(map[string]Bucket, len(in))
-	for _, b := range in {
-		have[b.Start] = b
-	}
 	var out []Bucket
-	for t := first; !t.After(last); t = t.Add(step) {
-		k := t.Format(layout)
-		if b, ok := have[k]; ok {
-			out = append(out, b)
+	i := 0
+	for t := first; !t.After(last); t = next(t) {
+		if i < len(in) && in[i].Start.Equal(t) {
+			out = append(out, in[i])
+			i++
 		} else {
-			out = append(out, Bucket{Start: k, ByAction: map[string]int{}})
+			out = append(out, Bucket{Start: t, ByAction: map[string]int{}})
 		}
 	}
 	return out

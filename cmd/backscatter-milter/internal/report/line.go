@@ -48,10 +48,16 @@ type Line struct {
 	Allowlisted   string
 	Auth          string
 	AuthDetail    string
-	NDR           string // "suppressed", "success-dsn-stripped" or ""
+	NDR           string // "suppressed", "success-dsn-stripped", "would-be-…", … or ""
 	Reply         string
 	Notes         []string
 	DurationMS    float64
+
+	// Event is set, and Stage empty, on an operator's event line
+	// (EventReleased, EventDeleted): QueueID, Time and Operator say which
+	// message, when and who.
+	Event    string
+	Operator string
 }
 
 // rawLine mirrors the JSON fields; types are checked by encoding/json.
@@ -80,9 +86,11 @@ type rawLine struct {
 	Reply         string            `json:"reply"`
 	Notes         []string          `json:"notes"`
 	DurationMS    float64           `json:"duration_ms"`
+	Event         string            `json:"event"`
+	Operator      string            `json:"operator"`
 }
 
-var verdictWord = []byte("verdict")
+var verdictWord, eventWord = []byte("verdict"), []byte(`"event"`)
 
 // ParseLine reads one log line. It accepts the JSON object alone (the
 // milter's own log file, `journalctl -o cat`) or behind a syslog-style
@@ -95,7 +103,7 @@ func ParseLine(b []byte) (Line, error) {
 		return Line{}, ErrNotVerdict
 	}
 	obj := b[i:]
-	if !bytes.Contains(obj, verdictWord) {
+	if !bytes.Contains(obj, verdictWord) && !bytes.Contains(obj, eventWord) {
 		// Cheap path for the other log messages; a broken object still counts.
 		if !json.Valid(obj) {
 			return Line{}, &MalformedError{"not valid JSON"}
@@ -110,10 +118,32 @@ func ParseLine(b []byte) (Line, error) {
 		}
 		return Line{}, &MalformedError{"not valid JSON (truncated?)"}
 	}
-	if r.Msg != "verdict" {
-		return Line{}, ErrNotVerdict
+	switch r.Msg {
+	case "verdict":
+		return r.line()
+	case EventMsg:
+		return r.event()
 	}
-	return r.line()
+	return Line{}, ErrNotVerdict
+}
+
+func (r *rawLine) event() (Line, error) {
+	switch r.Event {
+	case EventReleased, EventDeleted:
+	default:
+		return Line{}, &MalformedError{fmt.Sprintf("unknown event %q", shorten(r.Event))}
+	}
+	if r.QueueID == "" {
+		return Line{}, &MalformedError{"event without queue_id"}
+	}
+	l := Line{Event: r.Event, QueueID: r.QueueID, Operator: r.Operator}
+	if len(r.TS) > 0 {
+		var err error
+		if l.Time, err = parseTS(r.TS); err != nil {
+			return Line{}, &MalformedError{err.Error()}
+		}
+	}
+	return l, nil
 }
 
 func (r *rawLine) line() (Line, error) {

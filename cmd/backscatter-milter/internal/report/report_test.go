@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -40,24 +40,42 @@ func aggregate(t testing.TB, data []byte, opt Options) *Report {
 	return a.Report()
 }
 
-// topOf ranks a map the way the report does: count down, then key.
-func topOf(m map[string]int, n int) []Count {
-	out := []Count{}
-	for k, v := range m {
+// checkTop checks a "top" list against the expected counts by what a top
+// list must be, without ranking the expected map the way the code does:
+// every row carries its key's count, rows go down by count (up by key on a
+// tie), no key left out beats the last row, and there are as many rows as
+// the limit allows.
+func checkTop(t *testing.T, name string, got []Count, want map[string]int, n int) {
+	t.Helper()
+	nonzero := 0
+	for _, v := range want {
 		if v > 0 {
-			out = append(out, Count{k, v})
+			nonzero++
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].Key < out[j].Key
-	})
-	if n > 0 && len(out) > n {
-		out = out[:n]
+	if wantLen := min(nonzero, n); len(got) != wantLen {
+		t.Errorf("%s: %d rows, want %d: %v", name, len(got), wantLen, got)
+		return
 	}
-	return out
+	in := map[string]bool{}
+	for i, c := range got {
+		in[c.Key] = true
+		if want[c.Key] != c.Count {
+			t.Errorf("%s: %s counted %d, want %d", name, c.Key, c.Count, want[c.Key])
+		}
+		if i > 0 && (got[i-1].Count < c.Count || got[i-1].Count == c.Count && got[i-1].Key >= c.Key) {
+			t.Errorf("%s: row %d %v out of order after %v", name, i, c, got[i-1])
+		}
+	}
+	if len(got) == 0 {
+		return
+	}
+	last := got[len(got)-1]
+	for k, v := range want {
+		if !in[k] && v > 0 && (v > last.Count || v == last.Count && k < last.Key) {
+			t.Errorf("%s: %s (%d) left out, but it beats the last row %v", name, k, v, last)
+		}
+	}
 }
 
 func withActions(m map[string]int, keys ...string) map[string]int {
@@ -69,17 +87,31 @@ func withActions(m map[string]int, keys ...string) map[string]int {
 	return out
 }
 
-func wantBuckets(m map[string]map[string]int) []Bucket {
-	out := []Bucket{}
-	for k, acts := range m {
-		b := Bucket{Start: k, ByAction: withActions(acts, Actions...)}
-		for _, n := range acts {
-			b.Total += n
-		}
-		out = append(out, b)
+// checkBuckets compares hourly or daily buckets (cut in UTC by the tests)
+// with the expected counts keyed by layout.
+func checkBuckets(t *testing.T, name string, got []Bucket, want map[string]map[string]int, layout string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d buckets, want %d", name, len(got), len(want))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
-	return out
+	for i, b := range got {
+		k := b.Start.UTC().Format(layout)
+		acts, ok := want[k]
+		if !ok {
+			t.Errorf("%s: unexpected bucket %s", name, k)
+			continue
+		}
+		total := 0
+		for _, n := range acts {
+			total += n
+		}
+		if b.Total != total || !maps.Equal(b.ByAction, withActions(acts, Actions...)) {
+			t.Errorf("%s %s: total %d %v, want %d %v", name, k, b.Total, b.ByAction, total, acts)
+		}
+		if i > 0 && !got[i-1].Start.Before(b.Start) {
+			t.Errorf("%s: bucket %s not after %s", name, k, got[i-1].Start)
+		}
+	}
 }
 
 // checkReport compares every figure of r with w.
@@ -93,8 +125,10 @@ func checkReport(t *testing.T, r *Report, w *want, top int) {
 			t.Errorf("%s:\n got %s\nwant %s", name, g, x)
 		}
 	}
+	eq("schema", r.Schema, 2)
 	eq("input.lines", r.Input.Lines, w.lines)
 	eq("input.verdicts", r.Input.Verdicts, w.verdicts)
+	eq("input.events", r.Input.Events, w.events)
 	eq("input.other", r.Input.Other, w.other)
 	eq("input.malformed", r.Input.Malformed, w.malformed)
 	eq("input.outside_range", r.Input.OutsideRange, w.outside)
@@ -107,12 +141,8 @@ func checkReport(t *testing.T, r *Report, w *want, top int) {
 	eq("rcpt.rejected", r.Rcpt.Rejected, w.rcptRejected)
 	eq("rcpt.rejected_bounce_class", r.Rcpt.RejectedBounceClass, w.rcptRejectedBounce)
 	eq("callouts", r.Callouts, w.callouts)
-	blocked := w.blockedRcpt
-	for _, n := range w.blockedEOM {
-		blocked += n
-	}
-	eq("backscatter.blocked", r.Backscatter.Blocked, blocked)
-	eq("backscatter.blocked_at_rcpt", r.Backscatter.BlockedAtRcpt, w.blockedRcpt)
+	eq("backscatter.blocked_messages", r.Backscatter.BlockedMessages, w.blockedEOM["reject"]+w.blockedEOM["quarantine"]+w.blockedEOM["discard"])
+	eq("backscatter.refused_recipients", r.Backscatter.RefusedRecipients, w.refusedRcpt)
 	eq("backscatter.blocked_at_eom", r.Backscatter.BlockedAtEOM, withActions(w.blockedEOM, "reject", "quarantine", "discard"))
 	eq("backscatter.real_bounces_delivered", r.Backscatter.RealBouncesDelivered, w.real)
 	eq("backscatter.real_bounces_by", r.Backscatter.RealBouncesBy, w.realBy)
@@ -122,17 +152,63 @@ func checkReport(t *testing.T, r *Report, w *want, top int) {
 	eq("observe.verdicts", r.Observe.Verdicts, w.observe)
 	eq("observe.would_messages", r.Observe.WouldMessages, withActions(w.wouldMsg, Actions...))
 	eq("observe.would_reject_rcpt", r.Observe.WouldRejectRcpt, w.wouldRcpt)
-	var ev []EvidenceStat
-	for _, c := range topOf(w.fired, 0) {
-		ev = append(ev, EvidenceStat{c.Key, c.Count, w.decided[c.Key]})
+	eq("observe.would_block_messages", r.Observe.WouldBlockMessages, w.wouldBlock)
+	eq("observe.would_refuse_recipients", r.Observe.WouldRefuseRecipients, w.wouldRefuse)
+	eq("observe.would_suppress_ndr", r.Observe.WouldSuppressNDR, w.wouldSuppress)
+	eq("observe.would_strip_success_dsn", r.Observe.WouldStripSuccessDSN, w.wouldStrip)
+	checkTop(t, "observe.top_sources", r.Observe.TopSources, w.observeSources, top)
+
+	q := r.Quarantine
+	eq("quarantine.held", q.Held, w.held)
+	eq("quarantine.released", q.Released, w.released)
+	eq("quarantine.deleted", q.Deleted, w.deleted)
+	eq("quarantine.unmatched_events", q.UnmatchedEvents, w.unmatched)
+	if w.held > 0 && math.Abs(q.FalsePositiveRate-float64(w.released)/float64(w.held)) > 1e-9 {
+		t.Errorf("false positive rate %v, want %d/%d", q.FalsePositiveRate, w.released, w.held)
 	}
-	eq("evidence", r.Evidence, ev)
-	eq("top_clients", r.TopClients, topOf(w.clients, top))
-	eq("top_backscatter_sources", r.TopSources, topOf(w.sources, top))
-	eq("top_dnsbl_zones", r.TopZones, topOf(w.zones, top))
-	eq("top_targets", r.TopTargets, topOf(w.targets, top))
-	eq("hourly", r.Hourly, wantBuckets(w.hours))
-	eq("daily", r.Daily, wantBuckets(w.days))
+	byEv := map[string]FalsePositives{}
+	for _, f := range q.ByEvidence {
+		byEv[f.Evidence] = f
+	}
+	if len(byEv) != len(w.heldBy) {
+		t.Errorf("false positives by evidence: %v, want held %v", q.ByEvidence, w.heldBy)
+	}
+	for ev, n := range w.heldBy {
+		f := byEv[ev]
+		if f.Held != n || f.Released != w.releasedBy[ev] || math.Abs(f.Rate*float64(n)-float64(w.releasedBy[ev])) > 1e-9 {
+			t.Errorf("false positives of %s: %+v, want held %d released %d", ev, f, n, w.releasedBy[ev])
+		}
+	}
+	// Times grow through the generated log: newest first is log order reversed.
+	var wantHeld []HeldMessage
+	for i := len(w.heldList) - 1; i >= 0 && len(wantHeld) < 100; i-- {
+		wantHeld = append(wantHeld, w.heldList[i])
+	}
+	eq("quarantine.messages", q.Messages, wantHeld)
+
+	fired := 0
+	for _, n := range w.fired {
+		if n > 0 {
+			fired++
+		}
+	}
+	if len(r.Evidence) != fired {
+		t.Errorf("evidence: %d rows, want %d", len(r.Evidence), fired)
+	}
+	for i, e := range r.Evidence {
+		if e.Fired != w.fired[e.Name] || e.Decided != w.decided[e.Name] {
+			t.Errorf("evidence %s: fired %d decided %d, want %d %d", e.Name, e.Fired, e.Decided, w.fired[e.Name], w.decided[e.Name])
+		}
+		if i > 0 && (r.Evidence[i-1].Fired < e.Fired || r.Evidence[i-1].Fired == e.Fired && r.Evidence[i-1].Name >= e.Name) {
+			t.Errorf("evidence row %d (%s) out of order", i, e.Name)
+		}
+	}
+	checkTop(t, "top_clients", r.TopClients, w.clients, top)
+	checkTop(t, "top_backscatter_sources", r.TopSources, w.sources, top)
+	checkTop(t, "top_dnsbl_zones", r.TopZones, w.zones, top)
+	checkTop(t, "top_targets", r.TopTargets, w.targets, top)
+	checkBuckets(t, "hourly", r.Hourly, w.hours, "2006-01-02T15")
+	checkBuckets(t, "daily", r.Daily, w.days, "2006-01-02")
 	if r.Approximate {
 		t.Error("report says approximate on a small log")
 	}
@@ -145,7 +221,8 @@ func TestReportGeneratedLog(t *testing.T) {
 		t.Fatalf("generator wrote only %d lines", len(lines))
 	}
 	w := expect(lines, time.Time{}, time.Time{})
-	if w.malformed < 100 || w.other < 300 || w.callouts == 0 || w.ndrStripped == 0 || w.ownNDR["discard"] == 0 || len(w.days) < 3 {
+	if w.malformed < 100 || w.other < 300 || w.callouts == 0 || w.ndrStripped == 0 || w.ownNDR["discard"] == 0 || len(w.days) < 3 ||
+		w.released < 100 || w.deleted < 100 || w.unmatched == 0 || w.wouldSuppress == 0 || w.wouldBlock == 0 {
 		t.Fatalf("generator does not cover the cases: %+v", w)
 	}
 	r := aggregate(t, data, Options{Top: 5})
@@ -208,24 +285,24 @@ func checkText(t *testing.T, r *Report, w *want) {
 			t.Errorf("text output lacks the line %q", line)
 		}
 	}
-	has("input: %d files, %d lines, %d verdicts, %d other lines, %d malformed (skipped), 0 outside --since/--until, 0 without time", r.Input.Files,
-		w.lines, w.verdicts, w.other, w.malformed)
+	has("input: %d files, %d lines, %d verdicts, %d events, %d other lines, %d malformed (skipped), 0 outside --since/--until, 0 without time", r.Input.Files,
+		w.lines, w.verdicts, w.events, w.other, w.malformed)
 	for _, a := range Actions {
 		has("%s %d %d %d", a, w.byAction[a], w.byDirAction["inbound"][a], w.byDirAction["outbound"][a])
 	}
 	has("total %d %d %d", w.msgTotal, w.byDir["inbound"], w.byDir["outbound"])
-	has("RECIPIENTS REJECTED AT RCPT %d", w.rcptRejected)
+	has("RECIPIENTS REJECTED AT RCPT (recipients) %d", w.rcptRejected)
 	has("of bounce-class senders %d", w.rcptRejectedBounce)
 	has("CALLOUTS (null-sender probes, no DATA) %d", w.callouts)
-	has("blocked %d", r.Backscatter.Blocked)
-	has("refused at RCPT (recipients) %d", w.blockedRcpt)
-	has("rejected at end of message %d", w.blockedEOM["reject"])
-	has("quarantined %d", w.blockedEOM["quarantine"])
-	has("real bounces delivered %d", w.real)
+	has("blocked messages (end of message) %d", w.blockedEOM["reject"]+w.blockedEOM["quarantine"]+w.blockedEOM["discard"])
+	has("refused recipients (at RCPT) %d", w.refusedRcpt)
+	has("rejected %d", w.blockedEOM["reject"])
+	has("quarantined (not released) %d", w.blockedEOM["quarantine"])
+	has("real bounces delivered (messages) %d", w.real)
 	for k, n := range w.realBy {
 		has("by %s %d", k, n)
 	}
-	has("our NDRs to forged senders stopped %d", w.ownNDR["discard"]+w.ownNDR["quarantine"])
+	has("our NDRs to forged senders stopped (messages) %d", w.ownNDR["discard"]+w.ownNDR["quarantine"])
 	has("discarded %d", w.ownNDR["discard"])
 	has("NDRs suppressed (NOTIFY=NEVER) %d", w.ndrSuppressed)
 	has("success DSN stripped %d", w.ndrStripped)
@@ -233,27 +310,49 @@ func checkText(t *testing.T, r *Report, w *want) {
 	has("would have rejected (messages) %d", w.wouldMsg["reject"])
 	has("would have quarantined (messages) %d", w.wouldMsg["quarantine"])
 	has("would have refused at RCPT (recipients) %d", w.wouldRcpt)
+	has("would have blocked backscatter (messages) %d", w.wouldBlock)
+	has("would have refused backscatter (recipients) %d", w.wouldRefuse)
+	has("would have suppressed NDRs (messages) %d", w.wouldSuppress)
+	has("would have stripped success DSN (messages) %d", w.wouldStrip)
+	has("held %d", w.held)
+	has("released by an operator (false positives) %d %.1f%%", w.released, 100*float64(w.released)/float64(w.held))
+	has("deleted by an operator %d", w.deleted)
+	has("events for messages held before this log %d", w.unmatched)
+	for ev, n := range w.heldBy {
+		has("%s %d %d %.1f%%", ev, n, w.releasedBy[ev], 100*float64(w.releasedBy[ev])/float64(n))
+	}
+	last := w.heldList[len(w.heldList)-1]
+	status := last.Status
+	if last.Operator != "" {
+		status += " by " + last.Operator
+	}
+	has("%s %s %s <%s> %d %s %s", last.QueueID, last.Time.UTC().Format("2006-01-02 15:04:05"), last.ClientIP, last.Sender, last.Score, last.Deciding, status)
 	for name, n := range w.fired {
 		has("%s %d %d", name, n, w.decided[name])
 	}
-	for _, m := range []map[string]int{w.clients, w.sources, w.zones, w.targets} {
-		for _, c := range topOf(m, 5) {
+	for _, list := range [][]Count{r.TopClients, r.TopSources, r.TopZones, r.TopTargets, r.Observe.TopSources} {
+		for _, c := range list {
 			has("%s %d", c.Key, c.Count)
 		}
 	}
-	for _, bk := range wantBuckets(w.days) {
-		row := fmt.Sprintf("%s %d", bk.Start, bk.Total)
-		for _, a := range Actions {
-			row += fmt.Sprintf(" %d", bk.ByAction[a])
+	for _, v := range []struct {
+		m      map[string]map[string]int
+		layout string
+	}{{w.days, "2006-01-02"}, {w.hours, "2006-01-02T15"}} {
+		for k, acts := range v.m {
+			tm, _ := time.Parse(v.layout, k)
+			row := ""
+			total := 0
+			for _, a := range Actions {
+				row += fmt.Sprintf(" %d", acts[a])
+				total += acts[a]
+			}
+			if v.layout == "2006-01-02" {
+				has("%s %d%s", tm.Format("2006-01-02"), total, row)
+			} else {
+				has("%s %d%s", tm.Format("2006-01-02 15:00"), total, row)
+			}
 		}
-		has("%s", row)
-	}
-	for _, bk := range wantBuckets(w.hours) {
-		row := fmt.Sprintf("%s:00 %d", strings.Replace(bk.Start, "T", " ", 1), bk.Total)
-		for _, a := range Actions {
-			row += fmt.Sprintf(" %d", bk.ByAction[a])
-		}
-		has("%s", row)
 	}
 }
 
