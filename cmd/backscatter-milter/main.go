@@ -47,7 +47,7 @@ func commands() []command {
 		{"config", "config check | config show: validate or print the effective configuration", runConfig},
 		{"dnsbl", "dnsbl check IP [--sender ADDR]: each zone's answer and the score", runDNSBL},
 		{"batv", "batv sign ADDR | batv verify ADDR", runBATV},
-		{"report", "report [FILES|-] [--since T] [--until T] [--format text|json|html]: review verdict logs", runReport},
+		{"report", "report [FILES|-] [--since T] [--until T] [--format text|json|html]: review verdict logs (default: log.file and its rotations)", runReport},
 		{"selfcheck", "selfcheck [--log FILE] [--since 24h] [--json]: are our outbound IPs listed; NDRs our MTA generated", runSelfcheck},
 		{"test", "test FILE.eml [--mail-from A] [--rcpt A]... [--offline]: run a message through the policy", runTest},
 		{"version", "print the version", runVersion},

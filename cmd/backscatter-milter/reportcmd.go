@@ -10,12 +10,14 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/report"
 )
 
-// runReport: report [FILES|GLOBS|-] [--since T] [--until T] [--format
-// text|json|html] [--top N] [--utc] — a review of verdict logs. Broken
-// lines are counted, never fatal; only bad arguments fail (exit 2).
+// runReport: report [FILES|GLOBS|-] [--config FILE] [--since T] [--until
+// T] [--format text|json|html] [--top N] [--held N] [--utc] — a review of
+// verdict logs. Broken lines are counted, never fatal; only bad arguments
+// fail (exit 2).
 func runReport(args []string, stdout, stderr io.Writer) int {
 	return runReportAt(args, os.Stdin, stdout, stderr, time.Now())
 }
@@ -24,15 +26,18 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 func runReportAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now time.Time) int {
 	fs := newFlags("report", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backscatter-milter report [FILE|GLOB|-]... [--since T] [--until T] [--format text|json|html] [--top N] [--utc]")
-		fmt.Fprintln(stderr, "Reads verdict logs (plain or gzip; none or - is standard input) and summarises them.")
+		fmt.Fprintln(stderr, "usage: backscatter-milter report [FILE|GLOB|-]... [--config FILE] [--since T] [--until T] [--format text|json|html] [--top N] [--held N] [--utc]")
+		fmt.Fprintln(stderr, "Reads verdict logs (plain or gzip; - is standard input) and summarises them. With no FILE it reads")
+		fmt.Fprintln(stderr, "the configuration's log.file and its rotated siblings (log.file.1, log.file.2.gz, ...), oldest first.")
 		fmt.Fprintln(stderr, "T is 2006-01-02, \"2006-01-02 15:04\", RFC 3339, or an age such as 24h or 7d.")
 		fs.PrintDefaults()
 	}
+	configPath := fs.String("config", "", "configuration file: its log.file is read when no FILE is given, its mode and name go in the report; default "+config.DefaultPath+" if it exists")
 	since := fs.String("since", "", "count verdicts from this time on (inclusive)")
 	until := fs.String("until", "", "count verdicts before this time (exclusive)")
 	format := fs.String("format", "text", "text, json or html (one self-contained page)")
 	top := fs.Int("top", 10, "rows in each top list")
+	held := fs.Int("held", 100, "held messages listed, newest first")
 	utc := fs.Bool("utc", false, "cut hours and days in UTC instead of local time")
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "backscatter-milter report: "+format+"\n", a...)
@@ -44,13 +49,16 @@ func runReportAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now t
 		}
 		return bad("%v (see --help)", err)
 	}
-	loc := time.Local
+	loc := report.LocalZone()
 	if *utc {
 		loc = time.UTC
 	}
-	opt := report.Options{Top: *top, Location: loc}
+	opt := report.Options{Top: *top, Held: *held, Location: loc}
 	if *top < 1 {
 		return bad("--top %d: want 1 or more", *top)
+	}
+	if *held < 1 {
+		return bad("--held %d: want 1 or more", *held)
 	}
 	var err error
 	if *since != "" {
@@ -77,8 +85,26 @@ func runReportAt(args []string, stdin io.Reader, stdout, stderr io.Writer, now t
 	default:
 		return bad("--format %q: want text, json or html", *format)
 	}
-	names, err := report.Expand(fs.Args())
-	if err != nil {
+	// The configuration only names the log and labels the report: one with
+	// problems (a key file this user cannot read, say) still serves.
+	cfg, cfgErr := config.Load(*configPath, nil)
+	if cfg == nil {
+		if *configPath != "" || len(fs.Args()) == 0 {
+			return bad("%v", cfgErr)
+		}
+		cfg = &config.Config{}
+	}
+	host, _ := os.Hostname()
+	opt.Generated = report.Generated{At: now, Host: host, Mode: cfg.Mode, Config: cfg.Source}
+	var names []string
+	if len(fs.Args()) == 0 {
+		if cfg.Log.File == "" {
+			return bad("no FILE given and %s sets no log.file (verdicts go to the journal: journalctl -u backscatter-milter -o cat | backscatter-milter report -)", cfg.Source)
+		}
+		if names, err = report.Rotated(cfg.Log.File); err != nil {
+			return bad("log.file of %s: %v", cfg.Source, err)
+		}
+	} else if names, err = report.Expand(fs.Args()); err != nil {
 		return bad("%v", err)
 	}
 	agg := report.New(opt)

@@ -82,12 +82,8 @@ func (a *Aggregator) noteErr(err error) error {
 }
 
 // Expand turns command-line arguments into inputs: file names, glob
-// patterns (each must match something) and "-" for standard input. No
-// argument means standard input.
+// patterns (each must match something) and "-" for standard input.
 func Expand(args []string) ([]string, error) {
-	if len(args) == 0 {
-		return []string{"-"}, nil
-	}
 	var out []string
 	for _, a := range args {
 		if a == "-" || !strings.ContainsAny(a, "*?[") {
@@ -105,6 +101,82 @@ func Expand(args []string) ([]string, error) {
 		out = append(out, m...)
 	}
 	return out, nil
+}
+
+// Rotated returns the log file at path and its rotated siblings, oldest
+// first, the way logrotate names them: path.N and path.N.gz (a higher N is
+// older), or with dateext path-YYYYMMDD[HH] and .gz (a later date is
+// newer). path itself comes last and need not exist while siblings do.
+func Rotated(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type sibling struct {
+		name string
+		num  int    // .N suffix, 0 when dated
+		date string // -YYYYMMDD suffix
+	}
+	var sibs []sibling
+	found := false
+	for _, e := range ents {
+		name := e.Name()
+		if name == base {
+			found = true
+			continue
+		}
+		rest, ok := strings.CutPrefix(name, base)
+		if !ok || e.IsDir() {
+			continue
+		}
+		rest = strings.TrimSuffix(rest, ".gz")
+		switch {
+		case len(rest) > 1 && rest[0] == '.' && allDigits(rest[1:]):
+			n, err := strconv.Atoi(rest[1:])
+			if err == nil && n > 0 {
+				sibs = append(sibs, sibling{name: name, num: n})
+			}
+		case len(rest) > 8 && rest[0] == '-' && allDigits(rest[1:]):
+			sibs = append(sibs, sibling{name: name, date: rest[1:]})
+		}
+	}
+	if !found && len(sibs) == 0 {
+		return nil, fmt.Errorf("%s: %w", path, os.ErrNotExist)
+	}
+	sort.Slice(sibs, func(i, j int) bool {
+		x, y := sibs[i], sibs[j]
+		if (x.date == "") != (y.date == "") {
+			return x.date != "" // dated files come from an older rotation scheme
+		}
+		if x.date != "" {
+			return x.date < y.date
+		}
+		if x.num != y.num {
+			return x.num > y.num
+		}
+		return x.name < y.name
+	})
+	out := make([]string, 0, len(sibs)+1)
+	for _, s := range sibs {
+		out = append(out, filepath.Join(dir, s.name))
+	}
+	if found {
+		out = append(out, path)
+	}
+	return out, nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ReadFiles reads each input in turn ("-" is stdin). A file that cannot be
@@ -139,6 +211,7 @@ func (a *Aggregator) ReadFiles(names []string, stdin io.Reader) error {
 	}
 	for i, n := range names {
 		a.r.Input.Files++
+		a.r.Input.FileNames = append(a.r.Input.FileNames, n)
 		var r io.Reader = stdin
 		if files[i] != nil {
 			r = files[i]

@@ -57,7 +57,11 @@ func ZoneName(loc *time.Location) string {
 	if loc == nil {
 		return "UTC"
 	}
-	if n := loc.String(); n != "Local" && n != "" {
+	n := loc.String()
+	if filepath.IsAbs(n) { // time.Local read from TZ=/usr/share/zoneinfo/…
+		n = afterZoneinfo(n)
+	}
+	if n != "Local" && n != "" {
 		return n
 	}
 	abbr, off := time.Now().In(loc).Zone()
@@ -65,5 +69,9 @@ func ZoneName(loc *time.Location) string {
 	if off < 0 {
 		sign, off = '-', -off
 	}
-	return fmt.Sprintf("%s, UTC%c%02d:%02d", abbr, sign, off/3600, off%3600/60)
+	offset := fmt.Sprintf("UTC%c%02d:%02d", sign, off/3600, off%3600/60)
+	if abbr == "" || strings.HasPrefix(abbr, "+") || strings.HasPrefix(abbr, "-") {
+		return offset
+	}
+	return abbr + ", " + offset
 }
