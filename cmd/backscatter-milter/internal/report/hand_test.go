@@ -68,7 +68,7 @@ func TestReportHandCounted(t *testing.T) {
 		"backscatter.refused_recipients": 1, "backscatter.real_bounces_delivered": 1,
 		"observe.verdicts": 3, "observe.would_messages.reject": 1, "observe.would_reject_rcpt": 1,
 		"observe.would_block_messages": 1, "observe.would_refuse_recipients": 1, "observe.would_suppress_ndr": 1,
-		"ndr.suppressed": 0,
+		"ndr.suppressed":  0,
 		"quarantine.held": 2, "quarantine.released": 1, "quarantine.deleted": 1, "quarantine.unmatched_events": 1,
 		"quarantine.false_positive_rate": 0.5,
 	} {
@@ -79,7 +79,7 @@ func TestReportHandCounted(t *testing.T) {
 	for path, want := range map[string]string{
 		"generated.at": "2026-03-04T08:00:00Z", "generated.host": "mx1.example.org", "generated.mode": "enforce",
 		"generated.config": "/etc/backscatter-milter/config.yaml",
-		"period.first": "2026-03-03T10:00:00Z", "period.last": "2026-03-03T11:10:00Z", "period.tz": "UTC",
+		"period.first":     "2026-03-03T10:00:00Z", "period.last": "2026-03-03T11:10:00Z", "period.tz": "UTC",
 	} {
 		if got := get(path); got != want {
 			t.Errorf("%s = %v, want %q", path, got, want)
