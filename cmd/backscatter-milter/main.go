@@ -33,6 +33,7 @@ const (
 	exitFail   = 1 // the command ran and found a problem
 	exitUsage  = 2 // bad arguments or configuration
 	exitNotRun = 3
+	exitDenied = 4 // a right is missing (quarantine: reading the queue, postsuper, log.file)
 )
 
 type command struct {
@@ -49,6 +50,7 @@ func commands() []command {
 		{"batv", "batv sign ADDR | batv verify ADDR", runBATV},
 		{"report", "report [FILES|-] [--since T] [--until T] [--format text|json|html]: review verdict logs (default: log.file and its rotations)", runReport},
 		{"selfcheck", "selfcheck [--log FILE] [--since 24h] [--json]: are our outbound IPs listed; NDRs our MTA generated", runSelfcheck},
+		{"quarantine", "quarantine list|show ID|release ID...|delete ID...: held mail with its verdicts", runQuarantine},
 		{"test", "test FILE.eml [--mail-from A] [--rcpt A]... [--offline]: run a message through the policy", runTest},
 		{"version", "print the version", runVersion},
 	}

@@ -188,6 +188,14 @@ func (s *Sendmail) command(args ...string) *exec.Cmd {
 	return s.ns.command(append([]string{sendmailBin(), "-C", s.cf}, args...)...)
 }
 
+// CommandLine returns the argv that runs this instance's sendmail, with
+// its sendmail.cf, in the instance's namespaces: for programs under test
+// that call Sendmail's own tools (mailq, sendmail -qQ).
+func (s *Sendmail) CommandLine() []string { return s.command().Args }
+
+// QueueDir is the instance's QUEUE_DIR.
+func (s *Sendmail) QueueDir() string { return filepath.Join(s.Dir, "mqueue") }
+
 // run runs a short sendmail command (mailq, newaliases) in its own
 // namespaces, like the daemon.
 func (s *Sendmail) run(timeout time.Duration, args ...string) (string, error) {

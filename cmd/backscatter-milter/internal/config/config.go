@@ -18,6 +18,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/quarantine"
 )
 
 //go:embed defaults.yaml
@@ -52,6 +54,9 @@ type Config struct {
 	Metrics         Metrics        `mapstructure:"metrics"`
 	SelfWatch       SelfWatch      `mapstructure:"self_watch"`
 	ShutdownTimeout Duration       `mapstructure:"shutdown_timeout"`
+	// Quarantine tells the quarantine command which MTA holds the mail
+	// and how to reach its tools; the package that uses it validates it.
+	Quarantine quarantine.Settings `mapstructure:"quarantine"`
 
 	// Source says where the file part came from ("embedded defaults" or a path).
 	Source string `mapstructure:"-"`

@@ -311,6 +311,9 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		}
 	}
 	positive(&ps, "shutdown_timeout", c.ShutdownTimeout.D())
+	for _, e := range c.Quarantine.Validate() {
+		bad("quarantine."+e.Key, "%s", e.Msg)
+	}
 	return out, ps
 }
 

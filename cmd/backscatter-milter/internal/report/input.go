@@ -22,11 +22,30 @@ const MaxLineBytes = 1 << 20
 // bytes. A read error (a truncated .gz, say) ends this input, is noted in
 // the report and returned; what was read before it stays counted.
 func (a *Aggregator) Read(r io.Reader) error {
+	err := EachLine(r, func(line []byte) {
+		if line == nil {
+			a.r.Input.Lines++
+			a.r.Input.Malformed++
+			return
+		}
+		a.AddLine(line)
+	})
+	if err != nil {
+		return a.noteErr(err)
+	}
+	return nil
+}
+
+// EachLine calls fn with every line of r, plain or gzip (recognised by its
+// magic bytes). A line longer than MaxLineBytes, or one a read error cut
+// short, comes as nil, so one runaway line cannot exhaust memory. The line
+// is only valid during the call.
+func EachLine(r io.Reader, fn func(line []byte)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return a.noteErr(fmt.Errorf("gzip: %w", err))
+			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 64<<10)
@@ -46,11 +65,10 @@ func (a *Aggregator) Read(r io.Reader) error {
 			}
 			continue
 		case err != nil && !errors.Is(err, io.EOF):
-			if len(chunk)+len(long) > 0 {
-				a.r.Input.Lines++
-				a.r.Input.Malformed++ // the line the error cut short
+			if len(chunk)+len(long) > 0 || tooLong {
+				fn(nil) // the line the error cut short
 			}
-			return a.noteErr(err)
+			return err
 		}
 		line := chunk
 		if len(long) > 0 || tooLong {
@@ -62,10 +80,9 @@ func (a *Aggregator) Read(r io.Reader) error {
 		}
 		switch {
 		case tooLong:
-			a.r.Input.Lines++
-			a.r.Input.Malformed++
+			fn(nil)
 		case len(line) > 0:
-			a.AddLine(line)
+			fn(line)
 		}
 		long, tooLong = long[:0], false
 		if err != nil { // io.EOF
