@@ -228,3 +228,95 @@ func buildBinary(t *testing.T) string {
 	}
 	return bin
 }
+
+// sendmailWrapper writes a script that runs the instance's sendmail in its
+// namespaces with any extra arguments: what quarantine.sendmail_command
+// names on a real host is /usr/sbin/sendmail.
+func sendmailWrapper(t *testing.T, sm *mtatest.Sendmail) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nexec")
+	for _, a := range sm.CommandLine() {
+		b.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	b.WriteString(" \"$@\"\n")
+	path := filepath.Join(sm.Dir, "sendmail-wrapper")
+	if err := os.WriteFile(path, []byte(b.String()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestQuarantineSendmail does the same against a private Sendmail's quarantine.
+func TestQuarantineSendmail(t *testing.T) {
+	mtatest.RequireSendmail(t)
+	batvLine, _ := batvPolicy(t)
+	m := startMilter(t, "mode: enforce\n"+testPolicy(t, "example.org", "other.example")+batvLine)
+	sm := mtatest.StartSendmail(t, mtatest.SendmailOptions{MilterAddr: m.Spec, RelayDomains: []string{"example.org", "other.example"}})
+	want := map[string]string{}
+	var ids []string
+	for i, rcpt := range []string{"carol@other.example", "dan@other.example"} {
+		r := sm.SendSession(t, mtatest.Session{LocalIP: "127.0.0.2", Helo: "mx.remote.test", Messages: []mtatest.SMTPMessage{{
+			From: "<>", To: []string{rcpt}, Data: dsnFor(rcpt, "unknown-s"+string(rune('0'+i))+"@other.example", "spam.remote.test", "198.51.100.9")}}})
+		if !r.Messages[0].Accepted() {
+			t.Fatalf("%s", r.Messages[0])
+		}
+		id := r.Messages[0].QueueID()
+		want[id], ids = rcpt, append(ids, id)
+		m.waitVerdict(t, "quarantine of "+id, func(v verdict) bool { return v.QueueID == id && v.Action == "quarantine" })
+	}
+	cfg := quarantineConfig(t, m, "{ mta: sendmail, sendmail_command: ["+sendmailWrapper(t, sm)+"], sendmail_queue: "+sm.QueueDir()+" }")
+
+	deadline := time.Now().Add(20 * time.Second)
+	l := listHeld(t, cfg)
+	for len(l.Messages) < 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		l = listHeld(t, cfg)
+	}
+	if l.MTA != "sendmail" {
+		t.Errorf("list header %+v", l)
+	}
+	checkHeld(t, l, want)
+	for _, msg := range l.Messages {
+		if !strings.Contains(msg.Reason, "bounce:not-ours") {
+			t.Errorf("%s: Sendmail's quarantine reason %q", msg.QueueID, msg.Reason)
+		}
+	}
+	code, out, errs := runQ(t, "show", ids[0], "--config", cfg)
+	if code != exitOK || !strings.Contains(out, "verdict:    quarantine at eom") || !strings.Contains(out, "Content-Type: multipart/report") ||
+		!strings.Contains(out, "Message-ID: <dsn-unknown-s0@other.example>") {
+		t.Errorf("show: exit %d\n%s%s", code, out, errs)
+	}
+
+	t.Setenv("SUDO_USER", "postmaster-ann")
+	code, out, errs = runQ(t, "release", ids[0], "--config", cfg)
+	if code != exitOK || strings.TrimSpace(out) != "released "+ids[0] {
+		t.Fatalf("release: exit %d %q %s\n%s", code, out, errs, sm.Log())
+	}
+	lastTo(t, sm.Sink, want[ids[0]], 30*time.Second) // delivered to the next hop
+	code, out, errs = runQ(t, "delete", ids[1], "--config", cfg)
+	if code != exitOK || strings.TrimSpace(out) != "deleted "+ids[1] {
+		t.Fatalf("delete: exit %d %q %s", code, out, errs)
+	}
+	if l := listHeld(t, cfg); len(l.Messages) != 0 {
+		t.Errorf("still quarantined: %+v", l.Messages)
+	}
+	if q, err := sm.Queue(); err != nil || len(q) != 0 {
+		t.Errorf("Sendmail's queue after release and delete: %+v %v", q, err)
+	}
+	if ents, _ := os.ReadDir(sm.QueueDir()); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("files left in the queue directory: %v", names)
+	}
+	if code, _, errs := runQ(t, "delete", ids[1], "--config", cfg); code != exitFail || !strings.Contains(errs, "not on hold") {
+		t.Errorf("deleting twice: exit %d %q", code, errs)
+	}
+	ev := eventLines(t, m)
+	if len(ev) != 2 || ev[0].Event != report.EventReleased || ev[0].QueueID != ids[0] || ev[0].Operator != "postmaster-ann" ||
+		ev[1].Event != report.EventDeleted || ev[1].QueueID != ids[1] {
+		t.Errorf("event lines %+v", ev)
+	}
+}

@@ -53,7 +53,7 @@ func (s *sendmailMTA) List(ctx context.Context) ([]Message, error) {
 }
 
 var (
-	mailqEntry  = regexp.MustCompile(`^([0-9A-Za-z]{8,})[*X-]?\s+(\d+)\s+\+?\s*((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d \d\d:\d\d)\s+(.*)$`)
+	mailqEntry  = regexp.MustCompile(`^([0-9A-Za-z]{8,40})[*X-]?\s+(\d+)\s+\+?\s*((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d \d\d:\d\d)\s+(.*)$`)
 	mailqReason = regexp.MustCompile(`^\s+QUARANTINE:\s*(.*)$`)
 	mailqRcpt   = regexp.MustCompile(`^\s+<([^>]*)>`)
 )
