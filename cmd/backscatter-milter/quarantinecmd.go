@@ -81,6 +81,9 @@ func runQuarantineAt(args []string, stdout, stderr io.Writer, now time.Time) int
 	}
 	cfg, err := config.Load(*configPath, nil)
 	if cfg == nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fail(exitDenied, "permission denied: reading the configuration needs root or the service's group (%v)", err)
+		}
 		return fail(exitUsage, "%v", err)
 	}
 	// Only the quarantine and log keys matter here: other problems (a BATV
@@ -152,6 +155,9 @@ func (q *quarantineCmd) list(ctx context.Context, since time.Time, asJSON bool) 
 		}
 	}
 	msgs = kept
+	if msgs == nil {
+		msgs = []quarantine.Message{}
+	}
 	if asJSON {
 		return q.writeJSON(map[string]any{"schema": 1, "mta": q.mta.Name(), "messages": msgs})
 	}
