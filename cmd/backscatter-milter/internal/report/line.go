@@ -1,8 +1,9 @@
-// Package report reads backscatter-milter verdict logs and summarises them
-// for a postmaster: totals, backscatter blocked against real bounces
-// delivered, evidence, sources, targets and volume over time, as text,
-// JSON or one self-contained HTML page. It streams: memory stays bounded
-// whatever the size of the logs.
+// Package report reads backscatter-milter verdict logs, with the event
+// lines of operators' releases and deletions, and summarises them for a
+// postmaster: totals, backscatter blocked against real bounces delivered,
+// held mail and false positives, evidence, sources, targets and volume
+// over time, as text, JSON or one self-contained HTML page. It streams:
+// memory stays bounded whatever the size of the logs.
 package report
 
 import (
