@@ -142,8 +142,9 @@ func (a *Aggregator) AddLine(b []byte) {
 func (a *Aggregator) Add(l *Line) {
 	if l.Event != "" {
 		a.r.Input.Events++
-		if len(a.events) < a.opt.MaxKeys || a.events[l.QueueID].Event != "" {
-			a.events[l.QueueID] = *l
+		id := clip(l.QueueID)
+		if len(a.events) < a.opt.MaxKeys || a.events[id].Event != "" {
+			a.events[id] = Line{Event: l.Event, QueueID: id, Operator: clip(l.Operator), Time: l.Time}
 		} else {
 			a.r.Approximate = true
 		}
@@ -195,7 +196,7 @@ func (a *Aggregator) Add(l *Line) {
 		a.message(l)
 	}
 	if l.Stage != policy.StageRcpt {
-		delete(a.open, l.Session) // the transaction's final line
+		delete(a.open, clip(l.Session)) // the transaction's final line
 	}
 }
 
@@ -209,7 +210,8 @@ func (a *Aggregator) once(l *Line, bit uint8, c *counter) bool {
 		c.add(l.ClientIP)
 		return true
 	}
-	seen := a.open[l.Session]
+	session := clip(l.Session)
+	seen := a.open[session]
 	if seen&bit != 0 {
 		return false
 	}
@@ -217,13 +219,13 @@ func (a *Aggregator) once(l *Line, bit uint8, c *counter) bool {
 	if l.Stage != policy.StageRcpt {
 		return true // the final line: nothing follows to be joined
 	}
-	if _, ok := a.open[l.Session]; !ok && len(a.open) >= a.opt.MaxKeys {
+	if _, ok := a.open[session]; !ok && len(a.open) >= a.opt.MaxKeys {
 		// Transactions whose final line never came (a crash, a cut log):
 		// forget them; at worst a later line counts a second time.
 		clear(a.open)
 		a.r.Approximate = true
 	}
-	a.open[l.Session] = seen | bit
+	a.open[session] = seen | bit
 	return true
 }
 
@@ -333,13 +335,15 @@ func (a *Aggregator) hold(l *Line) *heldRecord {
 	if l.QueueID == "" {
 		return nil
 	}
-	if _, ok := a.held[l.QueueID]; !ok && len(a.held) >= a.opt.MaxKeys {
+	if _, ok := a.held[clip(l.QueueID)]; !ok && len(a.held) >= a.opt.MaxKeys {
 		a.pruneHeld()
 	}
 	dec, _ := deciding(l.Evidence)
-	h := &heldRecord{deciding: dec, msg: HeldMessage{QueueID: l.QueueID, Time: l.Time, Stage: string(l.Stage),
-		ClientIP: l.ClientIP, Sender: l.Sender, Rcpts: cut(l.Rcpts), Score: l.Score, Deciding: dec, Status: "held"}}
-	a.held[l.QueueID] = h
+	dec = clip(dec)
+	id := clip(l.QueueID)
+	h := &heldRecord{deciding: dec, msg: HeldMessage{QueueID: id, Time: l.Time, Stage: string(l.Stage),
+		ClientIP: clip(l.ClientIP), Sender: clip(l.Sender), Rcpts: cut(l.Rcpts), Score: l.Score, Deciding: dec, Status: "held"}}
+	a.held[id] = h
 	return h
 }
 
@@ -356,16 +360,22 @@ func (a *Aggregator) pruneHeld() {
 	a.r.Approximate = true
 }
 
+// clip cuts what a held message keeps of a field, so a hostile log cannot
+// make each of up to MaxKeys entries hold a megabyte.
+func clip(s string) string {
+	if len(s) > maxKeyLen {
+		return s[:maxKeyLen]
+	}
+	return s
+}
+
 func cut(rcpts []string) []string {
 	out := make([]string, 0, min(len(rcpts), 10))
 	for _, r := range rcpts {
 		if len(out) == 10 {
 			break
 		}
-		if len(r) > maxKeyLen {
-			r = r[:maxKeyLen]
-		}
-		out = append(out, r)
+		out = append(out, clip(r))
 	}
 	return out
 }
