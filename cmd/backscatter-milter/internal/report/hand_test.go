@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,5 +296,31 @@ func TestHTMLInChromium(t *testing.T) {
 	}
 	if os := rows("observe-sources"); len(os) != 2 || os[1] != "192.0.2.44 1" {
 		t.Errorf("observe sources %q", os)
+	}
+}
+
+// TestHeldBound: held messages, events and open transactions stay within
+// MaxKeys however many the log names, and a field longer than maxKeyLen is cut.
+func TestHeldBound(t *testing.T) {
+	a := New(Options{MaxKeys: 10, Location: time.UTC})
+	long := strings.Repeat("x", 5000)
+	for i := 0; i < 100; i++ {
+		id := fmt.Sprintf("Q%04d", i)
+		a.AddLine([]byte(fmt.Sprintf(`{"ts":"2026-03-03T10:%02d:%02dZ","msg":"verdict","session":"s%d%s","queue_id":"%s","stage":"eom","action":"quarantine","mode":"enforce","score":6,"evidence":[{"name":"bounce:not-ours","weight":6}],"direction":"inbound","client_ip":"192.0.2.1","sender":"<%s>","rcpts":["a@example.org"]}`,
+			i/60, i%60, i, long, id, long)))
+		a.AddLine([]byte(fmt.Sprintf(`{"ts":"2026-03-03T10:00:00Z","msg":"verdict","session":"r%d","stage":"rcpt","action":"reject","mode":"enforce","direction":"inbound","client_ip":"192.0.2.2","sender":"<>","rcpts":["b@example.org"]}`, i)))
+		a.AddLine([]byte(fmt.Sprintf(`{"ts":"2026-03-03T12:00:00Z","msg":"quarantine","event":"deleted","queue_id":"E%04d","operator":"%s"}`, i, long)))
+	}
+	if len(a.held) > 10 || len(a.events) > 10 || len(a.open) > 10 {
+		t.Errorf("kept %d held, %d events, %d open transactions; bound 10", len(a.held), len(a.events), len(a.open))
+	}
+	r := a.Report()
+	if !r.Approximate || r.Quarantine.Held != 100 || len(r.Quarantine.Messages) == 0 || r.Quarantine.Messages[0].QueueID != "Q0099" {
+		t.Errorf("approximate %v, held %d, newest %+v", r.Approximate, r.Quarantine.Held, r.Quarantine.Messages)
+	}
+	for _, m := range r.Quarantine.Messages {
+		if len(m.Sender) > maxKeyLen {
+			t.Errorf("sender of %d bytes kept", len(m.Sender))
+		}
 	}
 }
