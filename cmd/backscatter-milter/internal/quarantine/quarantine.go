@@ -165,7 +165,7 @@ func ValidID(id string) bool {
 
 // run runs a tool and returns its standard output; a failure carries its
 // standard error, and a refusal becomes a *DeniedError.
-func run(ctx context.Context, what, right string, name string, args ...string) ([]byte, []byte, error) {
+func run(ctx context.Context, what, right, name string, args ...string) ([]byte, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -185,13 +185,14 @@ func run(ctx context.Context, what, right string, name string, args ...string) (
 	return stdout.Bytes(), stderr.Bytes(), nil
 }
 
+// firstLine is the first non-empty line: a tool's fatal message.
 func firstLine(s string) string {
 	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "[") { // chromium-style noise never, but sendmail's -d output may
+		if l = strings.TrimSpace(l); l != "" {
 			return l
 		}
 	}
-	return strings.TrimSpace(s)
+	return ""
 }
 
 // JoinVerdicts reads verdict logs (plain or gzip) and attaches to each
