@@ -2,19 +2,18 @@ package bounce
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/mail"
 	"net/netip"
 	"strings"
 
-	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
-	"github.com/emersion/go-message/textproto"
 )
 
 // charsetReader converts legacy charsets (ISO-2022-JP is common in bounces)
-// to UTF-8; importing go-message/charset also registers it for message.New.
+// to UTF-8.
 var charsetReader = charset.Reader
 
 // Kind is what a message is, as far as backscatter is concerned.
@@ -59,6 +58,7 @@ type Hop struct {
 	From     string     // host name after "from" (as written, may be empty)
 	By       string     // host name after "by" (may be empty)
 	ClientIP netip.Addr // client address recorded in the from clause; zero if none
+	ByIP     netip.Addr // the receiving host when the by clause names it by IP literal; zero if none
 	Raw      string     // the field value, unfolded, white space collapsed
 }
 
@@ -83,6 +83,17 @@ type Report struct {
 	// OriginalHeaders is set when the original's header block was found
 	// (message/rfc822, text/rfc822-headers, message/global* or inline).
 	OriginalHeaders bool
+	// OriginalHeader is the raw header block of the returned original as
+	// it was written: CRLF line endings, folding kept, after undoing the
+	// carrier's transfer encoding (quoted-printable, base64) and any "> "
+	// quoting of an inline copy; nil when none was found. Header blocks that
+	// the reporting MTA re-folded are returned as the report has them.
+	OriginalHeader []byte
+	// OriginalBody is the original's body, CRLF line endings, when the
+	// whole message came back (message/rfc822, or an inline copy followed
+	// by its body); nil when only its header did. An inline copy's body
+	// runs to the end of its text part.
+	OriginalBody []byte
 	// Received are the original's Received hops, in header order (the
 	// most recent hop first).
 	Received []Hop
@@ -167,12 +178,6 @@ func normalizeNewlines(b []byte) []byte {
 // maxTextScan bounds the text heuristics per part (see finish).
 const maxTextScan = 256 << 10
 
-// original is a candidate header block of the bounced message.
-type original struct {
-	h       header
-	carrier string // how it was found, for Why
-}
-
 type parser struct {
 	lim   Limits
 	rep   *Report
@@ -186,6 +191,7 @@ type parser struct {
 	feedback   bool       // a message/feedback-report part was present
 	texts      [][]byte   // human-readable parts, in order
 	originals  []original // structured originals (MIME parts)
+	partOrigs  []original // parts whose own header is the original's
 }
 
 // walk visits one MIME entity.
@@ -215,11 +221,12 @@ func (p *parser) walk(h header, body []byte, depth int) {
 				return
 			}
 			p.parts++
-			ph, off, trunc := parseHeader(part)
-			if trunc {
+			blk := scanHeader(part, false)
+			if blk.truncated {
 				p.rep.Truncated = true
 			}
-			p.walk(ph, part[off:], depth+1)
+			p.partHeaderOriginal(blk, part)
+			p.walk(blk.h, part[blk.body:], depth+1)
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
 		p.dsnSeen = true
@@ -227,20 +234,17 @@ func (p *parser) walk(h header, body []byte, depth int) {
 	case mt == "message/feedback-report":
 		p.feedback = true
 	case mt == "message/rfc822" || mt == "message/global" || mt == "message/partial":
-		inner := p.decode(h, body)
-		ih, _, _ := parseHeader(skipBlank(inner))
-		if looksLikeOriginal(ih) {
-			p.originals = append(p.originals, original{ih, mt})
-		} else if looksLikeOriginal(h.withoutMIME()) {
+		if o, ok := structuredOriginal(p.decodeTransfer(h, body), mt, depth, mt != "message/partial"); ok {
+			p.originals = append(p.originals, o)
+		} else if wm := h.withoutMIME(); looksLikeOriginal(wm) {
 			// Some MTAs write the original's fields into the part
 			// header itself instead of the part body.
-			p.originals = append(p.originals, original{h.withoutMIME(), mt + " (part header)"})
+			p.originals = append(p.originals, original{h: wm, carrier: mt + " (part header)", depth: depth})
 		}
 	case mt == "text/rfc822-headers" || mt == "text/rfc822-header" || mt == "message/global-headers":
-		inner := p.decode(h, body)
-		ih, _, _ := parseHeader(skipBlank(inner))
-		if looksLikeOriginal(ih) {
-			p.originals = append(p.originals, original{ih, mt})
+		inner := p.decodeTransfer(h, body)
+		if o, ok := structuredOriginal(inner, mt, depth, false); ok {
+			p.originals = append(p.originals, o)
 		} else {
 			p.texts = append(p.texts, inner)
 		}
@@ -281,29 +285,132 @@ func skipBlank(b []byte) []byte {
 }
 
 // decode undoes the Content-Transfer-Encoding and converts text charsets to
-// UTF-8 with go-message. Undecodable bodies are returned as they are.
+// UTF-8 (go-message's charset package). Undecodable bodies are returned as
+// they are.
 func (p *parser) decode(h header, body []byte) []byte {
-	cte := h.get("Content-Transfer-Encoding")
-	ct := h.get("Content-Type")
-	if cte == "" && !strings.Contains(strings.ToLower(ct), "charset") {
+	body = p.decodeTransfer(h, body)
+	cs := ""
+	if ct := h.get("Content-Type"); ct != "" {
+		if _, params := contentType(h); params != nil {
+			cs = strings.ToLower(strings.TrimSpace(params["charset"]))
+		}
+	}
+	switch cs {
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
 		return body
 	}
-	var th textproto.Header
-	if ct != "" {
-		th.Add("Content-Type", ct)
+	if !needsCharset(body) {
+		return body // pure ASCII reads the same in every ASCII-based charset
 	}
-	if cte != "" {
-		th.Add("Content-Transfer-Encoding", strings.TrimSpace(cte))
-	}
-	ent, err := message.New(message.Header{Header: th}, bytes.NewReader(body))
-	if ent == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
+	r, err := charsetReader(cs, bytes.NewReader(body))
+	if err != nil {
 		return body
 	}
-	out, err := io.ReadAll(io.LimitReader(ent.Body, int64(p.lim.MaxBytes)))
+	out, err := io.ReadAll(io.LimitReader(r, int64(p.lim.MaxBytes)))
 	if err != nil && len(out) == 0 {
 		return body
 	}
+	return normalizeNewlines(out)
+}
+
+// needsCharset reports whether b holds bytes that an ASCII-based charset
+// decoder would change: 8-bit bytes, or ESC (ISO-2022 shifts).
+func needsCharset(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || c == 0x1b || c == 0x0e || c == 0x0f {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeTransfer undoes a quoted-printable or base64
+// Content-Transfer-Encoding (RFC 2045 section 6), leniently: a broken
+// escape stays as written, stray characters in base64 are skipped. Other
+// encodings (7bit, 8bit, binary, unknown) are returned as they are.
+func (p *parser) decodeTransfer(h header, body []byte) []byte {
+	cte := h.get("Content-Transfer-Encoding")
+	if cte == "" {
+		return body
+	}
+	cte = strings.ToLower(strings.TrimSpace(cte))
+	if i := strings.IndexAny(cte, " \t;("); i >= 0 {
+		cte = cte[:i]
+	}
+	switch cte {
+	case "quoted-printable":
+		return normalizeNewlines(decodeQP(body))
+	case "base64":
+		return normalizeNewlines(decodeBase64(body))
+	}
+	return body
+}
+
+// decodeQP decodes quoted-printable text with LF line endings.
+func decodeQP(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		line, next := nextLine(b, 0)
+		hasLF := next > len(line)
+		b = b[next:]
+		// Trailing white space is padding added in transport (RFC 2045).
+		line = bytes.TrimRight(line, " \t")
+		soft := len(line) > 0 && line[len(line)-1] == '='
+		if soft {
+			line = line[:len(line)-1]
+		}
+		for i := 0; i < len(line); i++ {
+			c := line[i]
+			if c == '=' && i+2 < len(line) {
+				if hi, ok := unhex(line[i+1]); ok {
+					if lo, ok := unhex(line[i+2]); ok {
+						out = append(out, hi<<4|lo)
+						i += 2
+						continue
+					}
+				}
+			}
+			out = append(out, c)
+		}
+		if hasLF && !soft {
+			out = append(out, '\n')
+		}
+	}
 	return out
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// decodeBase64 decodes base64 text, skipping line breaks and any other
+// byte outside the alphabet, and stopping at the padding.
+func decodeBase64(b []byte) []byte {
+	clean := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' {
+			clean = append(clean, c)
+		} else if c == '=' {
+			break
+		}
+	}
+	if len(clean)%4 == 1 {
+		clean = clean[:len(clean)-1] // a lone sextet carries no whole byte
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
+	n, err := base64.RawStdEncoding.Decode(out, clean)
+	if err != nil && n == 0 {
+		return b
+	}
+	return out[:n]
 }
 
 // splitMultipart splits body at the boundary delimiter lines (RFC 2046
@@ -343,9 +450,66 @@ func splitMultipart(body []byte, boundary string) ([][]byte, bool) {
 	return parts, len(parts) > 0
 }
 
+// pickOriginal chooses the returned original among the candidates walk
+// found: a MIME-carried one at the outermost level first (a message nested
+// inside it is never walked); else the best inline copy over all text parts
+// (a full header block before a summary, the earlier part on a tie); else,
+// when MIME structure failed us (wrong boundary, a report pasted into text),
+// an inline copy in the raw body.
+func (p *parser) pickOriginal() *original {
+	var best *original
+	for i := range p.originals {
+		if best == nil || p.originals[i].depth < best.depth {
+			best = &p.originals[i]
+		}
+	}
+	if best != nil {
+		return best
+	}
+	cands := p.partOrigs
+	for i, t := range p.texts {
+		if o, ok := findInlineOriginal(t, maxTextScan); ok {
+			o.seq = i
+			cands = append(cands, o)
+		}
+	}
+	for i := range cands {
+		c := &cands[i]
+		if best == nil || c.rank() > best.rank() || c.rank() == best.rank() && c.seq < best.seq {
+			best = c
+		}
+	}
+	if best != nil {
+		return best
+	}
+	if o, ok := findInlineOriginal(p.body, maxTextScan); ok {
+		return &o
+	}
+	return nil
+}
+
+// partHeaderOriginal notes a MIME part whose own header is the original's
+// (some MTAs put the returned message's fields straight after the
+// boundary, without a part header of their own).
+func (p *parser) partHeaderOriginal(blk headerBlock, part []byte) {
+	mt, _ := contentType(blk.h)
+	if mt != "" && !strings.HasPrefix(mt, "text/") {
+		return
+	}
+	wm := blk.h.withoutMIME()
+	if !wm.has("Received") || !wm.has("Message-ID") {
+		return
+	}
+	p.partOrigs = append(p.partOrigs, original{h: blk.h, header: blk.raw(part), body: nonEmpty(part[blk.body:]),
+		carrier: "part header", seq: len(p.texts)})
+}
+
 // finish combines what walk found into the report.
 func (p *parser) finish() {
 	r := p.rep
+	// The original is looked for in whole parts (its body may be long),
+	// but only blocks that start in the first maxTextScan bytes count.
+	orig := p.pickOriginal()
 	// Reports put what matters near the top of a part; the heuristic text
 	// scans look at a bounded prefix so a huge part costs little.
 	for i, t := range p.texts {
@@ -357,26 +521,12 @@ func (p *parser) finish() {
 		p.body = p.body[:maxTextScan]
 	}
 	p.scanTexts()
-
-	// The original message: prefer a structured part, then inline text.
-	var orig *original
-	for i := range p.originals {
-		orig = &p.originals[i]
-		break
-	}
-	// When MIME structure failed us (wrong boundary, a report pasted into
-	// text), the raw body is the last place to look.
 	fallback := append(p.texts[:len(p.texts):len(p.texts)], p.body)
-	if orig == nil {
-		for _, t := range fallback {
-			if o, ok := findInlineOriginal(t); ok {
-				orig = &o
-				break
-			}
-		}
-	}
+
 	if orig != nil {
 		r.OriginalHeaders = true
+		r.OriginalHeader = crlf(orig.header)
+		r.OriginalBody = crlf(orig.body)
 		if id := orig.h.get("Message-ID"); id != "" {
 			r.OriginalMessageID = NormalizeMessageID(id)
 		}

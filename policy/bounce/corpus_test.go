@@ -88,6 +88,7 @@ type score struct {
 	origN, origOK                int
 	errors, truncated            int
 	missDetect, missID, missKind []string
+	missRcpt, missHop, missOrig  []string
 }
 
 func ratio(a, b int) float64 {
@@ -137,6 +138,8 @@ func (s *score) add(e truthEntry, r *Report) {
 		s.origN++
 		if r.OriginalHeaders {
 			s.origOK++
+		} else {
+			s.missOrig = append(s.missOrig, e.File+" ("+e.OriginalMessage+")")
 		}
 	}
 	if len(e.FailedRecipients) > 0 && e.IsBounce {
@@ -153,12 +156,16 @@ func (s *score) add(e truthEntry, r *Report) {
 		}
 		if ok {
 			s.rcptOK++
+		} else {
+			s.missRcpt = append(s.missRcpt, fmt.Sprintf("%s want %q got %q", e.File, e.FailedRecipients, r.FailedRecipients))
 		}
 	}
 	if len(e.OriginalReceived) > 0 {
 		s.hopN++
 		if hopsMatch(e.OriginalReceived, r.Received) {
 			s.hopOK++
+		} else {
+			s.missHop = append(s.missHop, fmt.Sprintf("%s want %s got %s", e.File, fmtTruthHops(e.OriginalReceived), fmtHops(r.Received)))
 		}
 	}
 	if r.Truncated {
@@ -189,6 +196,22 @@ func hopsMatch(want []truthHop, got []Hop) bool {
 		}
 	}
 	return true
+}
+
+func fmtTruthHops(hs []truthHop) string {
+	var parts []string
+	for _, h := range hs {
+		parts = append(parts, fmt.Sprintf("{by %s ip %v}", h.By, h.FromIPs))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func fmtHops(hs []Hop) string {
+	var parts []string
+	for _, h := range hs {
+		parts = append(parts, fmt.Sprintf("{by %s ip %v byip %v}", h.By, h.ClientIP, h.ByIP))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 // groupOf maps "lhost-postfix/x.eml" to "lhost-*" and so on.
@@ -259,6 +282,15 @@ func TestCorpus(t *testing.T) {
 		}
 		for _, m := range total.missID {
 			t.Log("msgid: " + m)
+		}
+		for _, m := range total.missRcpt {
+			t.Log("rcpts: " + m)
+		}
+		for _, m := range total.missHop {
+			t.Log("hops: " + m)
+		}
+		for _, m := range total.missOrig {
+			t.Log("original: " + m)
 		}
 	}
 

@@ -73,6 +73,22 @@ func validFieldName(s []byte) bool {
 	return true
 }
 
+// plainFieldName reports whether a field name is one that mail software
+// writes: a letter, then letters, digits, "-", "_" or ".". In a badly
+// folded block, "07:31:37 +0000" or "([fe80::1]) by" is a continuation,
+// not a field.
+func plainFieldName(n []byte) bool {
+	if len(n) == 0 || !(n[0] >= 'a' && n[0] <= 'z' || n[0] >= 'A' && n[0] <= 'Z') {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // fieldLine splits "Name: value" and reports whether line starts a field.
 func fieldLine(line []byte) (name, value []byte, ok bool) {
 	k := bytes.IndexByte(line, ':')
@@ -94,51 +110,118 @@ func fieldLine(line []byte) (name, value []byte, ok bool) {
 // at the very top. It returns the fields and the offset of the body.
 // truncated is set when maxHeaderFields was reached.
 func parseHeader(b []byte) (h header, body int, truncated bool) {
+	blk := scanHeader(b, false)
+	return blk.h, blk.body, blk.truncated
+}
+
+// headerBlock is a parsed header block and where it lies in its input.
+type headerBlock struct {
+	h         header
+	start     int // offset of the first field line (after an mbox "From " line)
+	end       int // offset just after the last field line
+	body      int // offset of the body (after the empty line, if any)
+	truncated bool
+}
+
+// raw returns the block's field lines as written.
+func (blk headerBlock) raw(b []byte) []byte { return b[blk.start:blk.end] }
+
+// scanHeader reads a header block. With badFolds, as for the header of a
+// returned original, a line that is neither a field nor a continuation
+// continues the field before it: reporting MTAs often fold badly (lines
+// without leading white space, Exchange's "Original message headers:"), and
+// only an empty line or a MIME boundary ends such a block.
+func scanHeader(b []byte, badFolds bool) (blk headerBlock) {
 	i := 0
 	if bytes.HasPrefix(b, []byte("From ")) {
 		_, i = nextLine(b, 0)
 	}
-	var cur *strings.Builder
-	var curName string
+	blk.start, blk.end, blk.body = i, i, i
+	// The current field spans b[fStart:fEnd] (name included); most fields
+	// are one line, and their value is sliced without building.
+	fStart, fEnd, nameEnd, lines := -1, 0, 0, 0
 	flush := func() {
-		if cur != nil {
-			h = append(h, field{Name: curName, Value: strings.TrimSpace(cur.String())})
-			cur = nil
+		if fStart < 0 {
+			return
 		}
+		var value string
+		if lines == 1 {
+			value = string(bytes.TrimSpace(b[nameEnd+1 : fEnd]))
+		} else {
+			value = unfold(b[nameEnd+1 : fEnd])
+		}
+		name := bytes.TrimRight(b[fStart:nameEnd], " \t")
+		blk.h = append(blk.h, field{Name: string(name), Value: value})
+		fStart = -1
 	}
 	for i < len(b) {
 		line, next := nextLine(b, i)
-		if len(bytes.TrimRight(line, " \t")) == 0 {
+		if isBlank(line) {
 			flush()
-			return h, next, truncated
+			blk.body = next
+			return blk
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if cur == nil {
+			if fStart < 0 {
 				// A continuation before any field: not a header block.
-				flush()
-				return h, i, truncated
+				blk.body = i
+				return blk
 			}
-			cur.WriteByte(' ')
-			cur.Write(bytes.TrimSpace(line))
+			fEnd, blk.end = i+len(line), next
+			lines++
 			i = next
 			continue
 		}
-		name, value, ok := fieldLine(line)
-		if !ok {
+		if name, _, ok := fieldLine(line); !ok || badFolds && !plainFieldName(name) {
+			if badFolds && fStart >= 0 && !bytes.HasPrefix(line, []byte("--")) {
+				fEnd, blk.end = i+len(line), next
+				lines++
+				i = next
+				continue
+			}
 			flush()
-			return h, i, truncated
+			blk.body = i
+			return blk
 		}
 		flush()
-		if len(h) >= maxHeaderFields {
-			return h, i, true
+		if len(blk.h) >= maxHeaderFields {
+			blk.truncated = true
+			blk.body = i
+			return blk
 		}
-		cur = &strings.Builder{}
-		curName = string(name)
-		cur.Write(bytes.TrimSpace(value))
+		fStart, nameEnd, fEnd, lines = i, i+bytes.IndexByte(line, ':'), i+len(line), 1
+		blk.end = next
 		i = next
 	}
 	flush()
-	return h, len(b), truncated
+	blk.body = len(b)
+	return blk
+}
+
+// unfold joins the lines of a folded value with single spaces.
+func unfold(v []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(v))
+	for len(v) > 0 {
+		line, next := nextLine(v, 0)
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			if sb.Len() > 0 {
+				sb.WriteByte(' ')
+			}
+			sb.Write(t)
+		}
+		v = v[next:]
+	}
+	return sb.String()
+}
+
+func isBlank(line []byte) bool {
+	for _, c := range line {
+		if c != ' ' && c != '\t' {
+			return false
+		}
+	}
+	return true
 }
 
 // wordDecoder decodes RFC 2047 encoded words; charsets beyond UTF-8,
@@ -203,25 +286,28 @@ func looseParams(v string) map[string]string {
 	return p
 }
 
-// parseReceived parses one Received field value into a Hop: the "from" host
-// name, the "by" host name and the client IP (an address literal in brackets
-// in the from clause, else a bare IP in its comment, else any IP there).
+// parseReceived parses one Received field value (RFC 5321 section 4.4)
+// into a Hop: the "from" host name, the "by" host name, the client address
+// of the from clause and an address written for the by host.
 func parseReceived(v string) Hop {
 	raw := strings.Join(strings.Fields(v), " ")
 	hop := Hop{Raw: raw}
 	lower := lowerASCII([]byte(raw))
-	fromClause := ""
+	byAt := indexWord(lower, "by")
 	if strings.HasPrefix(lower, "from ") {
-		fromClause = raw[5:]
-		if k := indexWord(lowerASCII([]byte(fromClause)), "by"); k >= 0 {
-			fromClause = fromClause[:k]
+		end := len(raw)
+		if byAt >= 5 {
+			end = byAt
 		}
+		fromClause := raw[5:end]
 		hop.From = firstToken(fromClause)
+		hop.ClientIP = clientIP(fromClause)
 	}
-	if k := indexWord(lower, "by"); k >= 0 {
-		hop.By = firstToken(raw[k+3:])
+	if byAt >= 0 {
+		byClause := raw[byAt+3:]
+		hop.By = firstToken(byClause)
+		hop.ByIP = byIP(byClause)
 	}
-	hop.ClientIP = clientIP(fromClause)
 	return hop
 }
 
@@ -259,42 +345,145 @@ func firstToken(s string) string {
 	return strings.Trim(s, "<>")
 }
 
-// clientIP looks for an IP address in a Received from clause, preferring
-// the bracketed address literal that the receiving MTA recorded.
-func clientIP(s string) netip.Addr {
-	var fallback netip.Addr
-	for i := 0; i < len(s); i++ {
+// ipMention is an IP address written in a Received clause.
+type ipMention struct {
+	addr      netip.Addr
+	depth     int  // parenthesis depth: 0 outside comments
+	bracketed bool // written as an address literal, [192.0.2.1]
+	helo      bool // tagged as what the client said in HELO/EHLO
+}
+
+// ipMentions lists the IP addresses written in a Received clause, with
+// where they stand. Address literals ("[192.0.2.1]", "[IPv6:2001:db8::1]"),
+// bare addresses and IPv6 zones ("%7") are recognised.
+func ipMentions(s string) []ipMention {
+	var out []ipMention
+	depth := 0
+	for i := 0; i < len(s) && len(out) < 16; i++ {
 		c := s[i]
-		if c != '[' && c != '(' && c != ' ' && c != '=' && c != '@' {
+		switch c {
+		case '(':
+			depth++
+			continue
+		case ')':
+			if depth > 0 {
+				depth--
+			}
 			continue
 		}
-		j := i + 1
-		for j < len(s) && (isHex(s[j]) || s[j] == '.' || s[j] == ':') {
+		// An address starts at the clause start or after a delimiter.
+		if i > 0 && !isIPDelim(s[i-1]) || !(isHex(c) || c == ':' || c == '[' || c == 'I' || c == 'i') {
+			continue
+		}
+		j := i
+		bracketed := c == '['
+		if bracketed {
 			j++
 		}
-		cand := s[i+1 : j]
-		cand = strings.TrimPrefix(strings.TrimPrefix(cand, "IPv6:"), "ipv6:")
-		if len(s) > i+6 && strings.EqualFold(s[i+1:i+6], "ipv6:") {
-			k := i + 6
-			for k < len(s) && (isHex(s[k]) || s[k] == '.' || s[k] == ':') {
-				k++
-			}
-			cand = s[i+6 : k]
-			j = k
+		if len(s) >= j+5 && strings.EqualFold(s[j:j+5], "ipv6:") {
+			j += 5
 		}
-		a, err := netip.ParseAddr(cand)
-		if err != nil || !strings.ContainsAny(cand, ".:") {
+		k := j
+		for k < len(s) && (isHex(s[k]) || s[k] == '.' || s[k] == ':') {
+			k++
+		}
+		cand := s[j:k]
+		if z := k; z < len(s) && s[z] == '%' {
+			// Zone index (fe80::1%7): part of the literal, not of the address.
+			for z < len(s) && s[z] != ']' && s[z] != ' ' && s[z] != ')' {
+				z++
+			}
+			k = z
+		}
+		if len(cand) < 2 || !strings.ContainsAny(cand, ".:") {
+			i = max(i, k-1)
 			continue
 		}
-		a = a.Unmap()
-		if c == '[' {
-			return a
+		a, err := netip.ParseAddr(strings.TrimSuffix(cand, "."))
+		if err != nil {
+			i = max(i, k-1)
+			continue
 		}
-		if !fallback.IsValid() {
-			fallback = a
+		out = append(out, ipMention{addr: a.Unmap(), depth: depth, bracketed: bracketed, helo: heloTagged(s[:i])})
+		i = max(i, k-1)
+	}
+	return out
+}
+
+func isIPDelim(c byte) bool {
+	return c == ' ' || c == '[' || c == '(' || c == '=' || c == '@' || c == ','
+}
+
+// heloTagged reports whether the text before an address ends with a HELO
+// tag: "(HELO [192.0.2.1])", "(helo=[192.0.2.1])", "EHLO 192.0.2.1".
+func heloTagged(before string) bool {
+	t := strings.TrimRight(before, " [=")
+	if len(t) < 4 {
+		return false
+	}
+	w := strings.ToLower(t[len(t)-4:])
+	return w == "helo" || w == "ehlo"
+}
+
+// clientIP returns the client address of a Received from clause: the
+// TCP-info address the receiving MTA recorded in the comment after the
+// HELO name ("from [127.0.0.1] (host [192.0.2.21])" gives 192.0.2.21),
+// never the HELO literal itself; when no comment names an address, the
+// address literal or bare address outside comments (Exim writes
+// "from [192.0.2.21] (helo=x)").
+func clientIP(s string) netip.Addr {
+	var outBracket, outBare netip.Addr
+	for _, m := range ipMentions(s) {
+		switch {
+		case m.helo:
+		case m.depth > 0:
+			return m.addr
+		case m.bracketed && !outBracket.IsValid():
+			outBracket = m.addr
+		case !m.bracketed && !outBare.IsValid():
+			outBare = m.addr
 		}
 	}
-	return fallback
+	if outBracket.IsValid() {
+		return outBracket
+	}
+	return outBare
+}
+
+// byIP returns the address of the receiving host when the by clause writes
+// one: as the host itself ("by 10.37.1.137 with SMTP", "by [IPv6:...]") or
+// in the comment right after the host name ("by host (10.152.250.211)").
+func byIP(s string) netip.Addr {
+	s = strings.TrimSpace(s)
+	end := strings.IndexAny(s, " \t;(")
+	if end < 0 {
+		end = len(s)
+	}
+	if ms := ipMentions(s[:end]); len(ms) > 0 && ms[0].depth == 0 {
+		return ms[0].addr
+	}
+	rest := strings.TrimLeft(s[end:], " \t")
+	if !strings.HasPrefix(rest, "(") {
+		return netip.Addr{}
+	}
+	d := 0
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '(' {
+			d++
+		} else if rest[i] == ')' {
+			d--
+			if d == 0 {
+				rest = rest[:i+1]
+				break
+			}
+		}
+	}
+	for _, m := range ipMentions(rest) {
+		if !m.helo {
+			return m.addr
+		}
+	}
+	return netip.Addr{}
 }
 
 func isHex(c byte) bool {

@@ -1,0 +1,238 @@
+package bounce
+
+import (
+	"bytes"
+	"strings"
+)
+
+// This file finds the returned original in a report: which copy is the
+// original (RFC 3462/6522 carriers first, at the outermost level; then
+// inline copies, a full header block before a short summary), and the
+// original's header and body bytes as they were written.
+
+// original is a candidate header block of the bounced message.
+type original struct {
+	h       header
+	header  []byte // the field lines, LF line endings, unquoted and decoded
+	body    []byte // the body when the whole message came back, else nil
+	carrier string // how it was found
+	depth   int    // MIME depth of a structured carrier
+	seq     int    // order of the text part an inline copy was found in
+}
+
+// Ranks of an inline copy: a block with Received fields and a Message-ID is
+// a message header as transported; a short summary ("Subject: ... Date:
+// ...") written into a notice is the weakest.
+const (
+	rankSummary   = iota // named fields only
+	rankMessageID        // a Message-ID, no Received
+	rankReceived         // Received fields, no Message-ID
+	rankFull             // Received fields and a Message-ID
+)
+
+func (o *original) rank() int {
+	recv, mid := o.h.has("Received"), o.h.has("Message-ID")
+	switch {
+	case recv && mid:
+		return rankFull
+	case recv:
+		return rankReceived
+	case mid:
+		return rankMessageID
+	}
+	return rankSummary
+}
+
+// namedFields are header fields that mark a block as a message header
+// rather than DSN fields or a MIME part header.
+var namedFields = map[string]bool{
+	"received": true, "message-id": true, "return-path": true, "from": true,
+	"to": true, "subject": true, "date": true, "delivered-to": true,
+	"sender": true, "reply-to": true, "cc": true, "x-mailer": true,
+	"dkim-signature": true, "mime-version": true, "x-original-to": true,
+}
+
+// looksLikeOriginal reports whether h is plausibly a message header.
+func looksLikeOriginal(h header) bool {
+	named := 0
+	strong := false
+	for _, f := range h {
+		n := strings.ToLower(f.Name)
+		if namedFields[n] {
+			named++
+		}
+		if n == "message-id" || n == "received" || n == "return-path" || n == "date" {
+			strong = true
+		}
+	}
+	return named >= 2 && (strong || named >= 3) || (named >= 1 && strong && len(h) >= 2)
+}
+
+// structuredOriginal reads the content of a message/rfc822,
+// message/global, text/rfc822-headers or message/global-headers part
+// (already transfer-decoded). withBody is false for the header-only types.
+func structuredOriginal(inner []byte, carrier string, depth int, withBody bool) (original, bool) {
+	inner = skipBlank(inner)
+	blk := scanHeader(inner, true)
+	if !looksLikeOriginal(blk.h) {
+		return original{}, false
+	}
+	o := original{h: blk.h, header: blk.raw(inner), carrier: carrier, depth: depth}
+	if withBody {
+		o.body = nonEmpty(inner[blk.body:])
+	}
+	return o, true
+}
+
+// nonEmpty returns b, or nil when b holds only white space.
+func nonEmpty(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	return b
+}
+
+// findInlineOriginal finds the original quoted in a text part. Every block
+// of lines that reads like a message header is a candidate, wherever it
+// stands (after a separator line, after a one-line note, or without any);
+// the first block with Received fields is the original, and what follows it
+// is its body, so a message quoted inside the original (a double bounce, a
+// list reply quoting spam) is never taken for it. A summary before it (a
+// notice that repeats Subject and Date) gives way to it; a block with only a
+// Message-ID does too, but only to a later block with the same Message-ID.
+//
+// Only blocks starting in the first limit bytes are considered.
+func findInlineOriginal(t []byte, limit int) (original, bool) {
+	var best original
+	found := false
+	prevField := false // the previous line belongs to a header block
+	for i := 0; i < len(t) && i < limit; {
+		line, next := nextLine(t, i)
+		if prevField || !startsBlock(line) {
+			prevField = !isBlank(line) && (prevField && (line[0] == ' ' || line[0] == '\t') || isFieldLine(line))
+			i = next
+			continue
+		}
+		o, end, ok := inlineBlock(t[i:])
+		if ok {
+			if o.h.has("Received") {
+				if found && best.rank() == rankMessageID &&
+					NormalizeMessageID(best.h.get("Message-ID")) != NormalizeMessageID(o.h.get("Message-ID")) {
+					return best, true
+				}
+				return o, true
+			}
+			if !found || best.rank() < o.rank() {
+				best, found = o, true
+			}
+		}
+		if end <= 0 {
+			end = next - i
+		}
+		i += end
+		prevField = false
+	}
+	return best, found
+}
+
+// startsBlock reports whether line may start a quoted header block: a field
+// line, possibly quoted ("> ", "| ") or indented, or an mbox "From " line.
+func startsBlock(line []byte) bool {
+	if bytes.HasPrefix(line, []byte("From ")) {
+		return true
+	}
+	return isFieldLine(bytes.TrimLeft(line, " \t>|"))
+}
+
+func isFieldLine(line []byte) bool {
+	_, _, ok := fieldLine(line)
+	return ok
+}
+
+// inlineBlock parses the quoted header block at the start of b. It returns
+// the candidate, and how many bytes of b the block (header and the lines
+// tried) covered, so the caller resumes after it.
+func inlineBlock(b []byte) (original, int, bool) {
+	q, consumed := unquote(b)
+	blk := scanHeader(q, true)
+	if blk.end <= blk.start {
+		return original{}, 0, false
+	}
+	// Bytes of b covered by the header: map back through the quoting.
+	covered := consumed(blk.end)
+	if !looksLikeOriginal(blk.h) {
+		return original{}, covered, false
+	}
+	o := original{h: blk.h, header: blk.raw(q), carrier: "inline", body: nonEmpty(q[blk.body:])}
+	return o, covered, true
+}
+
+// unquote removes a common quoting prefix ("> ", "| " or leading blanks,
+// as on the block's first line) from the lines of b, up to the first line
+// without it (blank lines and differently indented continuation lines
+// stay). It returns the unquoted text and a function that maps an offset in
+// it back to an offset in b.
+func unquote(b []byte) ([]byte, func(int) int) {
+	first, _ := nextLine(b, 0)
+	prefix := 0
+	for prefix < len(first) && (first[prefix] == ' ' || first[prefix] == '\t' || first[prefix] == '>' || first[prefix] == '|') {
+		prefix++
+	}
+	if prefix == 0 || prefix > 8 {
+		return b, func(n int) int { return n }
+	}
+	pre := first[:prefix]
+	bare := bytes.TrimRight(pre, " \t") // "> " quoting writes empty lines as ">"
+	out := make([]byte, 0, len(b))
+	var marks []int // marks[k]: offset in b of the line starting at out line k
+	var outStarts []int
+	i := 0
+lines:
+	for i < len(b) {
+		line, next := nextLine(b, i)
+		var keep []byte
+		switch {
+		case bytes.HasPrefix(line, pre):
+			keep = line[prefix:]
+		case len(bare) > 0 && bytes.Equal(bytes.TrimRight(line, " \t"), bare):
+			keep = nil
+		case isBlank(line):
+			keep = nil
+		case line[0] == ' ' || line[0] == '\t':
+			keep = line // a continuation indented differently
+		default:
+			break lines
+		}
+		marks = append(marks, i)
+		outStarts = append(outStarts, len(out))
+		out = append(out, keep...)
+		out = append(out, '\n')
+		i = next
+	}
+	marks = append(marks, i)
+	outStarts = append(outStarts, len(out))
+	return out, func(n int) int {
+		for k := range outStarts {
+			if outStarts[k] >= n {
+				return marks[k]
+			}
+		}
+		return i
+	}
+}
+
+// crlf returns b with LF line endings turned into CRLF and a final line
+// ending added, the form DKIM and every MTA use on the wire.
+func crlf(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	out := make([]byte, 0, len(b)+bytes.Count(b, []byte("\n"))+2)
+	for len(b) > 0 {
+		line, next := nextLine(b, 0)
+		out = append(out, line...)
+		out = append(out, '\r', '\n')
+		b = b[next:]
+	}
+	return out
+}
