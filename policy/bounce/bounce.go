@@ -21,16 +21,20 @@ type Kind int
 
 // Kinds of messages. KindNone is an ordinary message.
 const (
-	KindNone      Kind = iota // not a bounce
-	KindFailure               // non-delivery report (permanent failure)
-	KindDelay                 // delay notification (delivery still being tried)
-	KindDelivered             // success DSN (delivered, relayed or expanded)
-	KindAutoReply             // RFC 3834 auto-reply (vacation, out of office, ...)
-	KindFeedback              // RFC 5965 ARF feedback report
+	KindNone            Kind = iota // not a bounce
+	KindFailure                     // non-delivery report (permanent failure)
+	KindDelay                       // delay notification (delivery still being tried)
+	KindDelivered                   // success DSN (delivered, relayed or expanded)
+	KindAutoReply                   // RFC 3834 auto-reply (vacation, out of office, ...)
+	KindFeedback                    // RFC 5965 ARF feedback report
+	KindMDN                         // RFC 8098 message disposition notification (read receipt)
+	KindChallenge                   // challenge-response request (confirm you sent this)
+	KindAggregateReport             // DMARC aggregate (RFC 7489) or SMTP TLS (RFC 8460) report
 )
 
 // String returns the name used in logs: "none", "failure", "delay",
-// "delivered", "autoreply" or "feedback-report".
+// "delivered", "autoreply", "feedback-report", "mdn", "challenge" or
+// "aggregate-report".
 func (k Kind) String() string {
 	switch k {
 	case KindNone:
@@ -45,6 +49,12 @@ func (k Kind) String() string {
 		return "autoreply"
 	case KindFeedback:
 		return "feedback-report"
+	case KindMDN:
+		return "mdn"
+	case KindChallenge:
+		return "challenge"
+	case KindAggregateReport:
+		return "aggregate-report"
 	}
 	return "unknown"
 }
@@ -78,7 +88,8 @@ type Report struct {
 	// plain-text bounce.
 	FailedRecipients []string
 	// OriginalMessageID is the original's Message-ID, normalised; empty
-	// when none was found.
+	// when none was found. For an MDN it is the report's
+	// Original-Message-ID (RFC 8098 section 3.2.5) when given.
 	OriginalMessageID string
 	// OriginalHeaders is set when the original's header block was found
 	// (message/rfc822, text/rfc822-headers, message/global* or inline).
@@ -189,6 +200,10 @@ type parser struct {
 	dsn        []dsnGroup // parsed delivery-status groups (per-message first)
 	dsnSeen    bool       // a message/delivery-status part was present
 	feedback   bool       // a message/feedback-report part was present
+	mdn        header     // fields of a message/disposition-notification part
+	mdnSeen    bool       // such a part was present
+	tlsrpt     bool       // an application/tlsrpt+* part was present
+	dmarcFile  bool       // a DMARC aggregate report file was attached
 	texts      [][]byte   // human-readable parts, in order
 	originals  []original // structured originals (MIME parts)
 	partOrigs  []original // parts whose own header is the original's
@@ -233,6 +248,11 @@ func (p *parser) walk(h header, body []byte, depth int) {
 		p.dsn = append(p.dsn, parseDSN(p.decode(h, body))...)
 	case mt == "message/feedback-report":
 		p.feedback = true
+	case mt == "message/disposition-notification" || mt == "message/global-disposition-notification":
+		if !p.mdnSeen {
+			p.mdn, _, _ = parseHeader(skipBlank(p.decode(h, body)))
+		}
+		p.mdnSeen = true
 	case mt == "message/rfc822" || mt == "message/global" || mt == "message/partial":
 		if o, ok := structuredOriginal(p.decodeTransfer(h, body), mt, depth, mt != "message/partial"); ok {
 			p.originals = append(p.originals, o)
@@ -248,10 +268,14 @@ func (p *parser) walk(h header, body []byte, depth int) {
 		} else {
 			p.texts = append(p.texts, inner)
 		}
+	case mt == "text/xml":
+		p.noteAttachment(mt, h)
 	case mt == "" || strings.HasPrefix(mt, "text/"):
 		p.texts = append(p.texts, p.decode(h, body))
 	default:
-		// Attachments (application/*, image/*) say nothing about bounces.
+		// Other attachments (application/*, image/*) say nothing about
+		// bounces; aggregate reports are recognised by theirs.
+		p.noteAttachment(mt, h)
 	}
 }
 
@@ -523,11 +547,14 @@ func (p *parser) finish() {
 	p.scanTexts()
 	fallback := append(p.texts[:len(p.texts):len(p.texts)], p.body)
 
+	if id := p.mdn.get("Original-Message-ID"); id != "" {
+		r.OriginalMessageID = NormalizeMessageID(id)
+	}
 	if orig != nil {
 		r.OriginalHeaders = true
 		r.OriginalHeader = crlf(orig.header)
 		r.OriginalBody = crlf(orig.body)
-		if id := orig.h.get("Message-ID"); id != "" {
+		if id := orig.h.get("Message-ID"); id != "" && r.OriginalMessageID == "" {
 			r.OriginalMessageID = NormalizeMessageID(id)
 		}
 		for _, v := range orig.h.values("Received") {
@@ -574,7 +601,12 @@ func (p *parser) finish() {
 
 // appendAddr appends a lowercased address unless empty or already present.
 func appendAddr(list []string, a string) []string {
-	a = strings.ToLower(strings.TrimSpace(a))
+	a = strings.ToLower(strings.Trim(strings.TrimSpace(a), "\"'"))
+	if at := strings.LastIndexByte(a, '@'); at > 0 && strings.ContainsAny(a[:at], "\"'") {
+		// A quoted local part ("user"@example.org) names the same mailbox
+		// as the bare one whenever the bare one is valid.
+		a = strings.Trim(a[:at], "\"'") + a[at:]
+	}
 	if a == "" || !strings.Contains(a, "@") {
 		return list
 	}

@@ -12,7 +12,9 @@ import (
 )
 
 // The corpus is read in place (never copied into the repository): from
-// $BACKSCATTER_CORPUS, else from the project's shared checkout.
+// $BACKSCATTER_CORPUS, else from the project's shared checkout. Where the
+// corpus must be there (CI=true, BACKSCATTER_REQUIRE_INTEGRATION=1, or
+// BACKSCATTER_CORPUS set), its absence fails the test instead of skipping it.
 func corpusDir(tb testing.TB) string {
 	tb.Helper()
 	dir := os.Getenv("BACKSCATTER_CORPUS")
@@ -20,12 +22,25 @@ func corpusDir(tb testing.TB) string {
 		dir = filepath.Join("..", "..", "..", "shared", "corpus")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "truth.jsonl")); err != nil {
-		if os.Getenv("BACKSCATTER_CORPUS") != "" {
-			tb.Fatalf("BACKSCATTER_CORPUS=%s has no truth.jsonl: %v", dir, err)
+		if why := corpusRequired(); why != "" {
+			tb.Fatalf("bounce corpus not found at %s (%s): %v", dir, why, err)
 		}
-		tb.Skipf("bounce corpus not found at %s (set BACKSCATTER_CORPUS to a folder with truth.jsonl and bounces/)", dir)
+		tb.Skipf("bounce corpus not found at %s: skipped (set BACKSCATTER_CORPUS to a folder with truth.jsonl and bounces/; CI=true or BACKSCATTER_REQUIRE_INTEGRATION=1 make this a failure)", dir)
 	}
 	return dir
+}
+
+// corpusRequired says why a missing corpus is a failure here, or "".
+func corpusRequired() string {
+	switch {
+	case os.Getenv("BACKSCATTER_CORPUS") != "":
+		return "BACKSCATTER_CORPUS is set"
+	case os.Getenv("BACKSCATTER_REQUIRE_INTEGRATION") == "1":
+		return "BACKSCATTER_REQUIRE_INTEGRATION=1"
+	case os.Getenv("CI") == "true":
+		return "CI=true"
+	}
+	return ""
 }
 
 type truthHop struct {

@@ -6,8 +6,32 @@ import (
 )
 
 // recipients fills FailedRecipients from, in order of trust: DSN
-// per-recipient fields, X-Failed-Recipients, then the plain-text report.
+// per-recipient fields, X-Failed-Recipients, then the plain-text report;
+// then adds the addresses the report says an alias was expanded from.
 func (p *parser) recipients() {
+	p.listedRecipients()
+	r := p.rep
+	if !r.Kind.IsBounce() || len(r.FailedRecipients) == 0 {
+		return
+	}
+	skip := p.skipAddrs()
+	for _, t := range p.texts {
+		lt := lowerASCII(t)
+		if k := separatorIndex(lt); k >= 0 {
+			lt = lt[:k]
+		}
+		if !strings.Contains(lt, "ed from") {
+			continue
+		}
+		for _, line := range strings.Split(lt, "\n") {
+			if a := expandedFrom(line); a != "" && !skip[a] {
+				r.FailedRecipients = appendAddr(r.FailedRecipients, a)
+			}
+		}
+	}
+}
+
+func (p *parser) listedRecipients() {
 	r := p.rep
 	if !r.Kind.IsBounce() && r.Kind != KindDelivered {
 		return
@@ -99,15 +123,25 @@ func textRecipients(t []byte, skip map[string]bool) []string {
 	if len(lead) > 0 {
 		return lead
 	}
-	if len(any) > 0 {
-		return any[:1]
+	return any
+}
+
+// expandedFrom returns the address in Sendmail's "(expanded from: <a>)"
+// or Exim's "(generated from a)", if the line holds one: the address the
+// sender wrote, which an alias rewrote into the failed one.
+func expandedFrom(s string) string {
+	for _, m := range []string{"expanded from:", "generated from"} {
+		if i := strings.Index(s, m); i >= 0 {
+			return leadingAddr(strings.TrimSpace(s[i+len(m):]))
+		}
 	}
-	return nil
+	return ""
 }
 
 // leadingAddr returns the address a report line starts with, if any.
 func leadingAddr(s string) string {
 	s = strings.TrimLeft(s, "*-> \t")
+	s = skipReplyCode(s)
 	var tok string
 	if strings.HasPrefix(s, "<") {
 		e := strings.IndexByte(s, '>')
@@ -128,6 +162,31 @@ func leadingAddr(s string) string {
 		return tok
 	}
 	return ""
+}
+
+// skipReplyCode removes an SMTP reply code and enhanced status code that
+// start a line ("554 <a@b>... reason", "550 5.1.1 <a@b>: reason").
+func skipReplyCode(s string) string {
+	if len(s) < 4 || !isDigits(s[:3]) || s[3] != ' ' && s[3] != '-' {
+		return s
+	}
+	s = s[4:]
+	// Enhanced status code (RFC 3463): class.subject.detail.
+	if len(s) > 5 && (s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.' {
+		if sp := strings.IndexByte(s, ' '); sp > 0 && strings.Count(s[:sp], ".") == 2 && isDigits(strings.ReplaceAll(s[:sp], ".", "")) {
+			s = s[sp+1:]
+		}
+	}
+	return strings.TrimLeft(s, " ")
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // lineAddrs returns the addresses written in a line, in order.
