@@ -205,6 +205,8 @@ type parser struct {
 	tlsrpt     bool       // an application/tlsrpt+* part was present
 	dmarcFile  bool       // a DMARC aggregate report file was attached
 	texts      [][]byte   // human-readable parts, in order
+	low        []string   // texts lowercased (lower), filled on demand
+	sep        []int      // separator offsets in low (separator), -2 until known
 	originals  []original // structured originals (MIME parts)
 	partOrigs  []original // parts whose own header is the original's
 }
@@ -212,6 +214,11 @@ type parser struct {
 // walk visits one MIME entity.
 func (p *parser) walk(h header, body []byte, depth int) {
 	mt, params := contentType(h)
+	p.walkTyped(h, mt, params, body, depth)
+}
+
+// walkTyped visits one MIME entity whose Content-Type is already parsed.
+func (p *parser) walkTyped(h header, mt string, params map[string]string, body []byte, depth int) {
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
 		if mt == "multipart/report" && p.reportType == "" {
@@ -240,17 +247,18 @@ func (p *parser) walk(h header, body []byte, depth int) {
 			if blk.truncated {
 				p.rep.Truncated = true
 			}
-			p.partHeaderOriginal(blk, part)
-			p.walk(blk.h, part[blk.body:], depth+1)
+			pmt, pparams := contentType(blk.h)
+			p.partHeaderOriginal(blk, part, pmt)
+			p.walkTyped(blk.h, pmt, pparams, part[blk.body:], depth+1)
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
 		p.dsnSeen = true
-		p.dsn = append(p.dsn, parseDSN(p.decode(h, body))...)
+		p.dsn = append(p.dsn, parseDSN(p.decode(h, params["charset"], body))...)
 	case mt == "message/feedback-report":
 		p.feedback = true
 	case mt == "message/disposition-notification" || mt == "message/global-disposition-notification":
 		if !p.mdnSeen {
-			p.mdn, _, _ = parseHeader(skipBlank(p.decode(h, body)))
+			p.mdn, _, _ = parseHeader(skipBlank(p.decodeTransfer(h, body)))
 		}
 		p.mdnSeen = true
 	case mt == "message/rfc822" || mt == "message/global" || mt == "message/partial":
@@ -271,7 +279,7 @@ func (p *parser) walk(h header, body []byte, depth int) {
 	case mt == "text/xml":
 		p.noteAttachment(mt, h)
 	case mt == "" || strings.HasPrefix(mt, "text/"):
-		p.texts = append(p.texts, p.decode(h, body))
+		p.texts = append(p.texts, p.decode(h, params["charset"], body))
 	default:
 		// Other attachments (application/*, image/*) say nothing about
 		// bounces; aggregate reports are recognised by theirs.
@@ -311,14 +319,9 @@ func skipBlank(b []byte) []byte {
 // decode undoes the Content-Transfer-Encoding and converts text charsets to
 // UTF-8 (go-message's charset package). Undecodable bodies are returned as
 // they are.
-func (p *parser) decode(h header, body []byte) []byte {
+func (p *parser) decode(h header, charset string, body []byte) []byte {
 	body = p.decodeTransfer(h, body)
-	cs := ""
-	if ct := h.get("Content-Type"); ct != "" {
-		if _, params := contentType(h); params != nil {
-			cs = strings.ToLower(strings.TrimSpace(params["charset"]))
-		}
-	}
+	cs := strings.ToLower(strings.TrimSpace(charset))
 	switch cs {
 	case "", "utf-8", "utf8", "us-ascii", "ascii":
 		return body
@@ -474,6 +477,30 @@ func splitMultipart(body []byte, boundary string) ([][]byte, bool) {
 	return parts, len(parts) > 0
 }
 
+// lower returns text part i lowercased (ASCII), computed once.
+func (p *parser) lower(i int) string {
+	if len(p.low) != len(p.texts) {
+		p.low = make([]string, len(p.texts))
+		p.sep = make([]int, len(p.texts))
+		for k := range p.sep {
+			p.sep[k] = -2
+		}
+	}
+	if p.low[i] == "" && len(p.texts[i]) > 0 {
+		p.low[i] = lowerASCII(p.texts[i])
+	}
+	return p.low[i]
+}
+
+// separator returns separatorIndex of text part i, computed once.
+func (p *parser) separator(i int) int {
+	lt := p.lower(i)
+	if p.sep[i] == -2 {
+		p.sep[i] = separatorIndex(lt)
+	}
+	return p.sep[i]
+}
+
 // pickOriginal chooses the returned original among the candidates walk
 // found: a MIME-carried one at the outermost level first (a message nested
 // inside it is never walked); else the best inline copy over all text parts
@@ -515,8 +542,7 @@ func (p *parser) pickOriginal() *original {
 // partHeaderOriginal notes a MIME part whose own header is the original's
 // (some MTAs put the returned message's fields straight after the
 // boundary, without a part header of their own).
-func (p *parser) partHeaderOriginal(blk headerBlock, part []byte) {
-	mt, _ := contentType(blk.h)
+func (p *parser) partHeaderOriginal(blk headerBlock, part []byte, mt string) {
 	if mt != "" && !strings.HasPrefix(mt, "text/") {
 		return
 	}
@@ -629,6 +655,16 @@ func parseAddr(v string) string {
 	if v == "" || v == "<>" {
 		return ""
 	}
+	// Fast path for the common shapes, "a@b", "<a@b>" and "Name <a@b>"
+	// with a plain address: what net/mail would return, without its cost.
+	if validAddr(v) && !strings.ContainsAny(v, "\"'") {
+		return v
+	}
+	if i := strings.LastIndexByte(v, '<'); i >= 0 && strings.HasSuffix(v, ">") && !strings.ContainsAny(v[:i], "\"(),:;<>@[]\\") {
+		if a := v[i+1 : len(v)-1]; validAddr(a) && !strings.ContainsAny(a, "\"'") {
+			return a
+		}
+	}
 	if a, err := mail.ParseAddress(v); err == nil {
 		return a.Address
 	}
@@ -666,7 +702,14 @@ func NormalizeMessageID(s string) string {
 	} else {
 		s = ""
 	}
-	s = strings.NewReplacer("<", "", ">", "").Replace(s)
+	if strings.ContainsAny(s, "<>") {
+		s = strings.Map(func(r rune) rune {
+			if r == '<' || r == '>' {
+				return -1
+			}
+			return r
+		}, s)
+	}
 	if at := strings.LastIndexByte(s, '@'); at >= 0 {
 		// ASCII only, as policy/sent does: the two must agree byte for
 		// byte, and strings.ToLower rewrites invalid UTF-8.

@@ -70,23 +70,28 @@ func parseDSN(b []byte) []dsnGroup {
 // without blank lines between them.
 func splitRecipients(h header) []dsnGroup {
 	var out []dsnGroup
-	var cur header
-	seen := map[string]bool{}
-	for _, f := range h {
-		n := strings.ToLower(f.Name)
-		switch n {
-		case "final-recipient", "original-recipient", "action", "status":
-			if seen[n] {
-				out = append(out, dsnGroup{cur})
-				cur = nil
-				seen = map[string]bool{}
-			}
+	start := 0
+	var seen uint8 // bit per recipient field seen in the current group
+	for i, f := range h {
+		var bit uint8
+		switch {
+		case strings.EqualFold(f.Name, "Final-Recipient"):
+			bit = 1
+		case strings.EqualFold(f.Name, "Original-Recipient"):
+			bit = 2
+		case strings.EqualFold(f.Name, "Action"):
+			bit = 4
+		case strings.EqualFold(f.Name, "Status"):
+			bit = 8
 		}
-		seen[n] = true
-		cur = append(cur, f)
+		if seen&bit != 0 {
+			out = append(out, dsnGroup{h[start:i:i]})
+			start, seen = i, 0
+		}
+		seen |= bit
 	}
-	if len(cur) > 0 {
-		out = append(out, dsnGroup{cur})
+	if start < len(h) {
+		out = append(out, dsnGroup{h[start:]})
 	}
 	return out
 }
@@ -108,8 +113,12 @@ func dsnAddr(v string) string {
 
 // findDSNFields finds RFC 3464 fields quoted in a text part (a report
 // whose MIME structure is broken, or one pasted into text by a gateway).
-func findDSNFields(t []byte) []dsnGroup {
-	lt := []byte(lowerASCII(t))
+// lt is t lowercased (lowerASCII keeps offsets).
+func findDSNFields(t []byte, low string) []dsnGroup {
+	if !strings.Contains(low, "final-recipient:") {
+		return nil
+	}
+	lt := []byte(low)
 	i := bytes.Index(lt, []byte("\nfinal-recipient:"))
 	if i < 0 {
 		if bytes.HasPrefix(lt, []byte("final-recipient:")) {

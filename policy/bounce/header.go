@@ -151,7 +151,14 @@ func scanHeader(b []byte, badFolds bool) (blk headerBlock) {
 			value = unfold(b[nameEnd+1 : fEnd])
 		}
 		name := bytes.TrimRight(b[fStart:nameEnd], " \t")
-		blk.h = append(blk.h, field{Name: string(name), Value: value})
+		n, ok := commonNames[string(name)] // no allocation for the lookup
+		if !ok {
+			n = string(name)
+		}
+		if blk.h == nil {
+			blk.h = make(header, 0, 16)
+		}
+		blk.h = append(blk.h, field{Name: n, Value: value})
 		fStart = -1
 	}
 	for i < len(b) {
@@ -197,6 +204,28 @@ func scanHeader(b []byte, badFolds bool) (blk headerBlock) {
 	blk.body = len(b)
 	return blk
 }
+
+// commonNames holds field names as most software writes them, so parsing
+// shares one string instead of allocating one per field.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{
+		"Received", "Message-ID", "Message-Id", "From", "To", "Cc", "Subject", "Date",
+		"Return-Path", "Return-path", "Reply-To", "Sender", "In-Reply-To", "References",
+		"MIME-Version", "Mime-Version", "Content-Type", "Content-type", "Content-Transfer-Encoding",
+		"Content-Description", "Content-Disposition", "Content-ID", "Content-Language",
+		"Delivered-To", "X-Original-To", "X-Mailer", "DKIM-Signature", "Auto-Submitted",
+		"Precedence", "X-Failed-Recipients", "Final-Recipient", "Original-Recipient",
+		"Action", "Status", "Reporting-MTA", "Remote-MTA", "Diagnostic-Code", "Arrival-Date",
+		"Last-Attempt-Date", "Received-From-MTA", "X-Postfix-Queue-ID", "X-Postfix-Sender",
+		"Original-Envelope-Id", "X-Actual-Recipient", "Authentication-Results", "Received-SPF",
+		"X-Spam-Status", "X-Priority", "Importance", "Thread-Topic", "Thread-Index",
+		"Accept-Language", "Content-Length", "Status", "X-UID", "X-Keywords", "List-Unsubscribe",
+	} {
+		m[n] = n
+	}
+	return m
+}()
 
 // unfold joins the lines of a folded value with single spaces.
 func unfold(v []byte) string {

@@ -15,9 +15,9 @@ func (p *parser) recipients() {
 		return
 	}
 	skip := p.skipAddrs()
-	for _, t := range p.texts {
-		lt := lowerASCII(t)
-		if k := separatorIndex(lt); k >= 0 {
+	for i := range p.texts {
+		lt := p.lower(i)
+		if k := p.separator(i); k >= 0 {
 			lt = lt[:k]
 		}
 		if !strings.Contains(lt, "ed from") {
@@ -70,8 +70,13 @@ func (p *parser) listedRecipients() {
 	if len(r.FailedRecipients) > 0 {
 		return
 	}
-	for _, t := range p.texts {
-		r.FailedRecipients = textRecipients(t, p.skipAddrs())
+	skip := p.skipAddrs()
+	for i := range p.texts {
+		lt := p.lower(i)
+		if k := p.separator(i); k >= 0 {
+			lt = lt[:k]
+		}
+		r.FailedRecipients = textRecipients(lt, skip)
 		if len(r.FailedRecipients) > 0 {
 			return
 		}
@@ -97,11 +102,9 @@ func (p *parser) skipAddrs() map[string]bool {
 // the quoted original: first lines that start with an address (qmail
 // "<a@b>:", Postfix "<a@b>: reason", Sendmail "<a@b>... User unknown",
 // Exim's indented "  a@b"), else every address in the text.
-func textRecipients(t []byte, skip map[string]bool) []string {
-	lt := lowerASCII(t)
-	if k := separatorIndex(lt); k >= 0 {
-		lt = lt[:k]
-	}
+//
+// lt is the report text, lowercased, up to the separator line.
+func textRecipients(lt string, skip map[string]bool) []string {
 	var lead, any []string
 	for _, line := range strings.Split(lt, "\n") {
 		s := strings.TrimSpace(line)

@@ -187,15 +187,19 @@ var permanentText = []string{
 	"returned to sender",
 }
 
+// reportPhrases finds the phrases of the four lists above in one pass; scan
+// fills strong, weak, delay, permanent in that order.
+var reportPhrases = newPhraseMatcher(strongBounceText, weakBounceText, delayText, permanentText)
+
 // scanTexts runs the text fallbacks that need every text part: RFC 3464
 // fields quoted in text when no delivery-status part was found.
 func (p *parser) scanTexts() {
 	if p.dsnSeen {
 		return
 	}
-	for _, t := range p.texts {
+	for i, t := range p.texts {
 		var groups []dsnGroup
-		for _, g := range findDSNFields(t) {
+		for _, g := range findDSNFields(t, p.lower(i)) {
 			if g.recipient() || g.h.has("Reporting-MTA") {
 				groups = append(groups, g)
 			}
@@ -258,23 +262,27 @@ func (p *parser) signals(haveOrig bool) textSignals {
 		s.why = append(s.why, "x-failed-recipients")
 	}
 	strong, weak := "", ""
-	for _, t := range p.texts {
-		lt := lowerASCII(t[:min(len(t), 64<<10)])
+	var found [4]string
+	for i := range p.texts {
 		// Only the report part speaks for the reporter: stop at the
 		// quoted original so its content does not count.
-		if k := separatorIndex(lt); k >= 0 {
+		lt := p.lower(i)
+		if k := p.separator(i); k >= 0 {
 			lt = lt[:k]
 		}
+		lt = lt[:min(len(lt), 64<<10)]
+		found = [4]string{}
+		reportPhrases.scan(lt, found[:])
 		if strong == "" {
-			strong = containsAny(lt, strongBounceText)
+			strong = found[0]
 		}
 		if weak == "" {
-			weak = containsAny(lt, weakBounceText)
+			weak = found[1]
 		}
-		if containsAny(lt, delayText) != "" {
+		if found[2] != "" {
 			s.delay = true
 		}
-		if containsAny(lt, permanentText) != "" {
+		if found[3] != "" {
 			s.perm = true
 		}
 	}
@@ -373,8 +381,12 @@ func (p *parser) notification() (Kind, string) {
 	if strings.HasPrefix(subj, "complaint about message from") {
 		return KindFeedback, "subject: complaint about message from"
 	}
-	for _, t := range p.texts {
-		lt := lowerASCII(t[:min(len(t), 4096)])
+	for i := range p.texts {
+		lt := p.lower(i)
+		lt = lt[:min(len(lt), 4096)]
+		if !strings.Contains(lt, "notificationtype") {
+			continue
+		}
 		lt = strings.ReplaceAll(strings.ReplaceAll(lt, " ", ""), `\"`, `"`)
 		switch {
 		case strings.Contains(lt, `"notificationtype":"bounce"`):
@@ -435,19 +447,35 @@ func dsnKind(rcpts []dsnGroup, sig textSignals) Kind {
 // separatorIndex returns the offset in lt (lowercased text) of the line
 // that introduces a quoted original message, or -1.
 func separatorIndex(lt string) int {
-	for i := 0; i < len(lt); {
-		j := strings.IndexByte(lt[i:], '\n')
+	// Every separator phrase contains one of separatorTriggers: look at the
+	// lines that hold one instead of testing every line.
+	for off := 0; off < len(lt); {
+		hit := -1
+		for _, tr := range separatorTriggers {
+			if k := strings.Index(lt[off:], tr); k >= 0 && (hit < 0 || k < hit) {
+				hit = k
+			}
+		}
+		if hit < 0 {
+			return -1
+		}
+		hit += off
+		start := strings.LastIndexByte(lt[:hit], '\n') + 1
 		end := len(lt)
-		if j >= 0 {
-			end = i + j
+		if j := strings.IndexByte(lt[hit:], '\n'); j >= 0 {
+			end = hit + j
 		}
-		if isSeparator(lt[i:end]) {
-			return i
+		if isSeparator(lt[start:end]) {
+			return start
 		}
-		i = end + 1
+		off = end + 1
 	}
 	return -1
 }
+
+// separatorTriggers: each separator phrase contains one of them (a test
+// checks).
+var separatorTriggers = []string{"messag", "content-type:", "original mail"}
 
 var separatorPhrases = []string{
 	"below this line is a copy of the message",
@@ -460,6 +488,8 @@ var separatorPhrases = []string{
 	"message headers follow",
 	"original message header",
 	"headers of the original message",
+	"header of the original message",
+	"original mail info",
 	"header of original message",
 	"original message headers",
 	"text of the original message",
