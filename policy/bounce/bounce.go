@@ -627,16 +627,22 @@ func (p *parser) finish() {
 
 // appendAddr appends a lowercased address unless empty or already present.
 func appendAddr(list []string, a string) []string {
-	a = strings.ToLower(strings.Trim(strings.TrimSpace(a), "\"'"))
-	if at := strings.LastIndexByte(a, '@'); at > 0 && strings.ContainsAny(a[:at], "\"'") {
-		// A quoted local part ("user"@example.org) names the same mailbox
-		// as the bare one whenever the bare one is valid.
-		a = strings.Trim(a[:at], "\"'") + a[at:]
-	}
+	a = unquoteAddr(strings.ToLower(strings.TrimSpace(a)))
 	if a == "" || !strings.Contains(a, "@") {
 		return list
 	}
 	return appendUnique(list, a)
+}
+
+// unquoteAddr removes quotes around an address ('a@b', "a@b") and around
+// its local part ("user"@example.org names the same mailbox as
+// user@example.org whenever the bare form is valid).
+func unquoteAddr(a string) string {
+	a = strings.Trim(a, "\"'")
+	if at := strings.LastIndexByte(a, '@'); at > 0 && strings.ContainsAny(a[:at], "\"'") {
+		a = strings.Trim(a[:at], "\"'") + a[at:]
+	}
+	return a
 }
 
 func appendUnique(list []string, s string) []string {

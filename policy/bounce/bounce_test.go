@@ -133,25 +133,44 @@ func TestParseReceived(t *testing.T) {
 	tests := []struct {
 		in       string
 		from, by string
-		ip       string
+		ip, byIP string
 	}{
-		{"from a.example (a.example [192.0.2.1]) by b.example with ESMTP id 1", "a.example", "b.example", "192.0.2.1"},
-		{"from relay (HELO x) (192.0.2.4)\n  by mx.example with SMTP; 24 Apr 2013", "relay", "mx.example", "192.0.2.4"},
-		{"(qmail 4242 invoked from network); 5 Mar 2026", "", "", ""},
-		{"by mx9.example.com; (5.65/1.37) id 0000000", "", "mx9.example.com", ""},
-		{"from x (authenticated by y) by z.example", "x", "z.example", ""},
-		{"from [203.0.113.5] by h.example", "[203.0.113.5]", "h.example", "203.0.113.5"},
-		{"from x ([IPv6:::ffff:192.0.2.9]) by y", "x", "y", "192.0.2.9"},
-		{"", "", "", ""},
+		{"from a.example (a.example [192.0.2.1]) by b.example with ESMTP id 1", "a.example", "b.example", "192.0.2.1", ""},
+		{"from relay (HELO x) (192.0.2.4)\n  by mx.example with SMTP; 24 Apr 2013", "relay", "mx.example", "192.0.2.4", ""},
+		{"(qmail 4242 invoked from network); 5 Mar 2026", "", "", "", ""},
+		{"(qmail 4242 invoked by uid 89); 5 Mar 2026", "", "", "", ""},
+		{"by mx9.example.com; (5.65/1.37) id 0000000", "", "mx9.example.com", "", ""},
+		{"from x (authenticated by y) by z.example", "x", "z.example", "", ""},
+		{"from [203.0.113.5] by h.example", "[203.0.113.5]", "h.example", "203.0.113.5", ""},
+		{"from x ([IPv6:::ffff:192.0.2.9]) by y", "x", "y", "192.0.2.9", ""},
+		// The TCP-info address, never the bracketed HELO literal.
+		{"from [127.0.0.1] ([192.0.2.21]) by mx.example with ESMTP", "[127.0.0.1]", "mx.example", "192.0.2.21", ""},
+		{"from [10.0.0.1] (c135.example.net [192.0.2.240]) by mx.example", "[10.0.0.1]", "mx.example", "192.0.2.240", ""},
+		{"from unknown (HELO [198.51.100.7]) (192.0.2.4) by mx.example", "unknown", "mx.example", "192.0.2.4", ""},
+		// Exim: the client is outside the comment, the HELO inside it.
+		{"from [192.0.2.9] (helo=[10.0.0.1]) by mx.example with esmtp", "[192.0.2.9]", "mx.example", "192.0.2.9", ""},
+		{"from mail.example ([192.0.2.8] helo=mail.example) by mx.example", "mail.example", "mx.example", "192.0.2.8", ""},
+		// An IP written in the by clause, IPv4 and IPv6.
+		{"from x (x [192.0.2.3]) by 10.37.1.137 with SMTP id q1", "x", "10.37.1.137", "192.0.2.3", "10.37.1.137"},
+		{"from y (y [2001:db8::7]) by 2002:ac9:6610::1 with SMTP id q2", "y", "2002:ac9:6610::1", "2001:db8::7", "2002:ac9:6610::1"},
+		{"by [IPv6:2001:db8::1] with LMTP", "", "[IPv6:2001:db8::1]", "", "2001:db8::1"},
+		{"from a (10.152.250.56) by b.outlook.example (10.152.250.217) with Microsoft SMTP Server", "a", "b.outlook.example", "10.152.250.56", "10.152.250.217"},
+		{"from a ([fe80::1%7]) by b ([fe80::2%7]) with mapi id 15.20", "a", "b", "fe80::1", "fe80::2"},
+		{"from a (a [192.0.2.1]) by mx.example (Postfix) with ESMTP", "a", "mx.example", "192.0.2.1", ""},
+		{"from a by localhost (mx4.example [127.0.0.1]) (amavisd-new, port 10024)", "a", "localhost", "", "127.0.0.1"},
+		{"", "", "", "", ""},
 	}
 	for _, tc := range tests {
 		h := parseReceived(tc.in)
-		var ip netip.Addr
+		var ip, byIP netip.Addr
 		if tc.ip != "" {
 			ip = netip.MustParseAddr(tc.ip)
 		}
-		if h.From != tc.from || h.By != tc.by || h.ClientIP != ip {
-			t.Errorf("parseReceived(%q) = %+v, want from %q by %q ip %q", tc.in, h, tc.from, tc.by, tc.ip)
+		if tc.byIP != "" {
+			byIP = netip.MustParseAddr(tc.byIP)
+		}
+		if h.From != tc.from || h.By != tc.by || h.ClientIP != ip || h.ByIP != byIP {
+			t.Errorf("parseReceived(%q) = %+v, want from %q by %q ip %q by-ip %q", tc.in, h, tc.from, tc.by, tc.ip, tc.byIP)
 		}
 	}
 }

@@ -160,7 +160,7 @@ func leadingAddr(s string) string {
 		tok = s[:e]
 		tok = strings.TrimSuffix(tok, "...")
 	}
-	tok = strings.Trim(tok, "\"'")
+	tok = unquoteAddr(tok)
 	if validAddr(tok) {
 		return tok
 	}
