@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"net/netip"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 

@@ -128,7 +128,7 @@ func TestWhichOriginal(t *testing.T) {
 		kind  Kind
 		msgID string
 		rcpts []string
-		hops  []Hop // From/By/ClientIP/ByIP compared
+		hops  []Hop  // From/By/ClientIP/ByIP compared
 		body  string // how the body starts; "" for none
 	}{
 		{file: "summary-then-original.eml", kind: KindFailure, msgID: "Budget.2026@example.org", rcpts: []string{"erin@remote.test"},
