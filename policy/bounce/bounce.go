@@ -97,8 +97,10 @@ type Report struct {
 	// OriginalHeader is the raw header block of the returned original as
 	// it was written: CRLF line endings, folding kept, after undoing the
 	// carrier's transfer encoding (quoted-printable, base64) and any "> "
-	// quoting of an inline copy; nil when none was found. Header blocks that
-	// the reporting MTA re-folded are returned as the report has them.
+	// quoting of an inline copy; nil when none was found, and when the
+	// reporting MTA wrote the original's fields into a MIME part header
+	// (no bytes of their own). Header blocks that the reporting MTA
+	// re-folded are returned as the report has them.
 	OriginalHeader []byte
 	// OriginalBody is the original's body, CRLF line endings, when the
 	// whole message came back (message/rfc822, or an inline copy followed

@@ -7,7 +7,8 @@ import (
 
 // Phrases written by MTAs in plain-text bounces. They are matched
 // case-insensitively against the human-readable parts. A strong phrase is
-// one no person writes in ordinary mail; a weak one needs company.
+// one no person writes in ordinary mail; a weak one needs company (see
+// confidence).
 var strongBounceText = []string{
 	"this is the qmail-send program",
 	"this message was created automatically by mail delivery software",
@@ -211,9 +212,36 @@ func (p *parser) scanTexts() {
 	}
 }
 
-// textSignals scores how much the message reads like an MTA-written report.
+// confidence is the parser's own certainty that a message without report
+// structure (no multipart/report, no message/delivery-status part) is a
+// delivery report written by an MTA. It is not policy: it decides only which
+// Kind Parse returns, and the policy weighs that Kind and the extracted facts,
+// never these points. Each marker found adds its weight; the thresholds
+// below were set on the sisimai corpus (precision 1.000 there) and move only
+// with a corpus run.
+type confidence int
+
+// Marker weights and thresholds of confidence.
+const (
+	// markerStrong: a marker ordinary mail does not carry: a report
+	// subject ("Undelivered Mail Returned to Sender"), a phrase only MTAs
+	// write ("This is the mail system at host"), X-Failed-Recipients.
+	markerStrong confidence = 2
+	// markerWeak: a marker people also write ("user unknown", "550 "), a
+	// daemon sender (MAILER-DAEMON, postmaster), "Mail Delivery" in From,
+	// or a quoted original next to another marker.
+	markerWeak confidence = 1
+	// textReportAt: a plain-text message is a report from this total on
+	// (one strong marker, or two weak ones).
+	textReportAt confidence = 2
+	// dsnFieldsAt: RFC 3464 fields quoted in text make a report from this
+	// total on (the fields themselves are most of the evidence).
+	dsnFieldsAt confidence = 1
+)
+
+// textSignals holds what the text says about being an MTA-written report.
 type textSignals struct {
-	score int
+	conf  confidence
 	why   []string
 	delay bool
 	perm  bool
@@ -234,7 +262,7 @@ func (p *parser) signals(haveOrig bool) textSignals {
 	isReply := strings.HasPrefix(subj, "re:") || strings.HasPrefix(subj, "fw:") || strings.HasPrefix(subj, "fwd:")
 	if !isReply {
 		if m := containsAny(subj, bounceSubjects); m != "" {
-			s.score += 2
+			s.conf += markerStrong
 			s.why = append(s.why, "subject: "+m)
 		}
 		if m := containsAny(subj, delayText); m != "" || strings.Contains(subj, "delay") {
@@ -246,19 +274,19 @@ func (p *parser) signals(haveOrig bool) textSignals {
 		local, _, _ := strings.Cut(addr, "@")
 		switch local {
 		case "mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mailer_daemon", "post_master", "maildaemon", "mdaemon", "mmdf", "uucp", "nobody":
-			s.score++
+			s.conf += markerWeak
 			s.why = append(s.why, "from: "+local)
 		}
 	} else if strings.Contains(from, "mailer-daemon") || strings.Contains(from, "postmaster") {
-		s.score++
+		s.conf += markerWeak
 		s.why = append(s.why, "from: mailer-daemon")
 	}
 	if strings.Contains(from, "mail delivery") {
-		s.score++
+		s.conf += markerWeak
 		s.why = append(s.why, "from: mail delivery subsystem")
 	}
 	if p.top.has("X-Failed-Recipients") {
-		s.score += 2
+		s.conf += markerStrong
 		s.why = append(s.why, "x-failed-recipients")
 	}
 	strong, weak := "", ""
@@ -287,15 +315,15 @@ func (p *parser) signals(haveOrig bool) textSignals {
 		}
 	}
 	if strong != "" {
-		s.score += 2
+		s.conf += markerStrong
 		s.why = append(s.why, "text: "+strong)
 	}
 	if weak != "" {
-		s.score++
+		s.conf += markerWeak
 		s.why = append(s.why, "text: "+weak)
 	}
-	if haveOrig && s.score > 0 {
-		s.score++
+	if haveOrig && s.conf > 0 {
+		s.conf += markerWeak
 		s.why = append(s.why, "original message included")
 	}
 	return s
@@ -339,7 +367,7 @@ func (p *parser) classify(haveOrig bool) {
 			rcpts = append(rcpts, g)
 		}
 	}
-	if structured || (len(rcpts) > 0 && sig.score >= 1) {
+	if structured || (len(rcpts) > 0 && sig.conf >= dsnFieldsAt) {
 		switch {
 		case p.reportType == "delivery-status" || p.reportType == "global-delivery-status":
 			r.Why = append(r.Why, "content-type multipart/report; report-type="+p.reportType)
@@ -352,7 +380,7 @@ func (p *parser) classify(haveOrig bool) {
 		r.Why = append(r.Why, "dsn: "+r.Kind.String())
 		return
 	}
-	if sig.score >= 2 {
+	if sig.conf >= textReportAt {
 		r.Kind = KindFailure
 		if sig.delay && (!sig.perm || p.delaySubject()) {
 			r.Kind = KindDelay
