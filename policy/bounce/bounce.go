@@ -690,8 +690,8 @@ func parseAddr(v string) string {
 	return ""
 }
 
-// NormalizeMessageID returns the canonical form of a Message-ID, as used
-// throughout this package: the first "<...>" token (or the whole trimmed
+// NormalizeMessageID returns the canonical form of a Message-ID, the one
+// used throughout the project (the sent log's keys, the policy's lookups): the first "<...>" token (or the whole trimmed
 // value when there are no brackets) without the brackets, with the part
 // after the last "@" lowercased. It returns "" for an empty value.
 func NormalizeMessageID(s string) string {
@@ -711,16 +711,18 @@ func NormalizeMessageID(s string) string {
 		s = ""
 	}
 	if strings.ContainsAny(s, "<>") {
-		s = strings.Map(func(r rune) rune {
-			if r == '<' || r == '>' {
-				return -1
+		// Byte by byte: strings.Map would rewrite invalid UTF-8.
+		b := make([]byte, 0, len(s))
+		for i := 0; i < len(s); i++ {
+			if s[i] != '<' && s[i] != '>' {
+				b = append(b, s[i])
 			}
-			return r
-		}, s)
+		}
+		s = string(b)
 	}
 	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		// ASCII only, as policy/sent does: the two must agree byte for
-		// byte, and strings.ToLower rewrites invalid UTF-8.
+		// ASCII only: strings.ToLower rewrites invalid UTF-8, and the sent
+		// log's keys (policy/sent) are made with this function.
 		s = s[:at+1] + lowerASCII([]byte(s[at+1:]))
 	}
 	return s

@@ -121,7 +121,7 @@ func BenchmarkFleetSize(b *testing.B) {
 		for i := 0; i < b.N; i += batch {
 			pipe := c.Pipeline()
 			for j := i; j < min(i+batch, b.N); j++ {
-				id, _ := NormalizeMessageID(realisticID(j))
+				id, _ := normalID(realisticID(j))
 				pipe.Set(ctx, s.key(kindMessageID, id), strconv.FormatInt(time.Now().Unix(), 10), 30*24*time.Hour)
 			}
 			if _, err := pipe.Exec(ctx); err != nil {

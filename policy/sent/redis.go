@@ -257,7 +257,7 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 
 // Record notes a sent Message-ID.
 func (s *RedisStore) Record(ctx context.Context, messageID string, at time.Time) error {
-	id, err := NormalizeMessageID(messageID)
+	id, err := normalID(messageID)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (s *RedisStore) Record(ctx context.Context, messageID string, at time.Time)
 
 // Seen reports whether a Message-ID was recorded and has not expired.
 func (s *RedisStore) Seen(ctx context.Context, messageID string) (bool, error) {
-	id, err := NormalizeMessageID(messageID)
+	id, err := normalID(messageID)
 	if err != nil {
 		return false, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
 
 // DefaultTTL is how long an entry is kept when a constructor gets ttl ≤ 0.
@@ -28,7 +30,7 @@ var (
 // Store is a log of sent mail with expiry. Implementations are safe for
 // concurrent use. at is when the message was sent: the entry lives until
 // at + TTL, and an at later than now (clock skew) counts as now. Record and
-// Seen normalise their argument (NormalizeMessageID), so
+// Seen normalise their argument (bounce.NormalizeMessageID), so
 // callers may pass header values with angle brackets.
 type Store interface {
 	Record(ctx context.Context, messageID string, at time.Time) error
@@ -40,22 +42,17 @@ type Store interface {
 // of entries in one keyspace.
 const kindMessageID = "m:"
 
-// NormalizeMessageID returns the canonical form of a Message-ID: surrounding
-// spaces and one pair of angle brackets removed, and the part after the last
-// '@' (the domain, case-insensitive) lowercased, as bounce.NormalizeMessageID
-// does, so either form finds the entry. The left part stays as is: it is
-// case-sensitive, and generators rely on that.
-func NormalizeMessageID(id string) (string, error) {
-	id, err := trim(id)
+// normalID returns the stored form of a Message-ID: one ID, optionally in
+// angle brackets (lists, spaces and control characters are refused, see
+// trim), in the form of bounce.NormalizeMessageID, the one normaliser. The
+// policy records our Message-IDs and looks up the ones bounces quote
+// through it, so both sides agree byte for byte.
+func normalID(id string) (string, error) {
+	s, err := trim(id)
 	if err != nil {
 		return "", err
 	}
-	if at := strings.LastIndexByte(id, '@'); at >= 0 {
-		// ASCII only: strings.ToLower would turn invalid UTF-8 into U+FFFD,
-		// changing bytes (and lengths) beyond their case.
-		return id[:at+1] + lowerASCII(id[at+1:]), nil
-	}
-	return id, nil
+	return bounce.NormalizeMessageID(s), nil
 }
 
 func trim(s string) (string, error) {
@@ -78,25 +75,8 @@ func trim(s string) (string, error) {
 	return s, nil
 }
 
-// lowerASCII lowercases ASCII letters only, so that the result is the same
-// whatever the bytes (no Unicode folding of invalid UTF-8).
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
 func messageIDKey(id string) (string, error) {
-	n, err := NormalizeMessageID(id)
+	n, err := normalID(id)
 	if err != nil {
 		return "", err
 	}
