@@ -74,6 +74,15 @@ func looksLikeOriginal(h header) bool {
 func structuredOriginal(inner []byte, carrier string, depth int, withBody bool) (original, bool) {
 	inner = skipBlank(inner)
 	blk := scanHeader(inner, true)
+	if len(blk.h) == 0 {
+		// The part header itself was folded badly (Exchange), so its tail
+		// reads as the start of the content: the original follows the
+		// first empty line.
+		if k := bytes.Index(inner[:min(len(inner), 16<<10)], []byte("\n\n")); k >= 0 {
+			inner = skipBlank(inner[k+2:])
+			blk = scanHeader(inner, true)
+		}
+	}
 	if !looksLikeOriginal(blk.h) {
 		return original{}, false
 	}
