@@ -533,9 +533,11 @@ func (p *parser) pickOriginal() *original {
 		}
 	}
 	if best != nil {
+		best.inlineBody()
 		return best
 	}
 	if o, ok := findInlineOriginal(p.body, maxTextScan); ok {
+		o.inlineBody()
 		return &o
 	}
 	return nil

@@ -33,8 +33,21 @@ func ExampleParse() {
 	fmt.Println(r.Received[0].By, r.Received[0].ClientIP)
 	// The policy compares with its sent log in the same normalised form.
 	fmt.Println(r.OriginalMessageID == bounce.NormalizeMessageID("<1234@out.example.org>"))
+	// The returned original's header, as it was written (CRLF lines), for
+	// checking a signature on it.
+	fmt.Printf("%q\n", r.OriginalHeader[:40])
 	// Output:
 	// failure 1234@out.example.org [bob@example.net] [alice@example.org]
 	// mx.example.net 192.0.2.10
 	// true
+	// "Received: from out.example.org (out.exam"
+}
+
+func ExampleAutoReplyReason() {
+	header := map[string]string{"Subject": "Out of Office: budget", "X-Autoreply": "yes"}
+	fmt.Println(bounce.AutoReplyReason(func(name string) string { return header[name] }))
+	fmt.Printf("%q\n", bounce.AutoReplyReason(func(string) string { return "" }))
+	// Output:
+	// x-autoreply: yes
+	// ""
 }

@@ -18,6 +18,8 @@ type original struct {
 	carrier string // how it was found
 	depth   int    // MIME depth of a structured carrier
 	seq     int    // order of the text part an inline copy was found in
+	rest    []byte // an inline copy: the text after its header, still quoted
+	quote   []byte // an inline copy: its quoting prefix
 }
 
 // Ranks of an inline copy: a block with Received fields and a Message-ID is
@@ -160,9 +162,11 @@ func isFieldLine(line []byte) bool {
 
 // inlineBlock parses the quoted header block at the start of b. It returns
 // the candidate, and how many bytes of b the block (header and the lines
-// tried) covered, so the caller resumes after it.
+// tried) covered, so the caller resumes after it. The body is read only for
+// the candidate finally chosen (inlineBody), which keeps the scan linear.
 func inlineBlock(b []byte) (original, int, bool) {
-	q, consumed := unquote(b)
+	pre := quotePrefix(b)
+	q, consumed := unquote(b, pre, true)
 	blk := scanHeader(q, true)
 	if blk.end <= blk.start {
 		return original{}, 0, false
@@ -172,27 +176,48 @@ func inlineBlock(b []byte) (original, int, bool) {
 	if !looksLikeOriginal(blk.h) {
 		return original{}, covered, false
 	}
-	o := original{h: blk.h, header: blk.raw(q), carrier: "inline", body: nonEmpty(q[blk.body:])}
+	o := original{h: blk.h, header: blk.raw(q), carrier: "inline", rest: b[covered:], quote: pre}
 	return o, covered, true
 }
 
-// unquote removes a common quoting prefix ("> ", "| " or leading blanks,
-// as on the block's first line) from the lines of b, up to the first line
-// without it (blank lines and differently indented continuation lines
-// stay). It returns the unquoted text and a function that maps an offset in
-// it back to an offset in b.
-func unquote(b []byte) ([]byte, func(int) int) {
-	first, _ := nextLine(b, 0)
-	prefix := 0
-	for prefix < len(first) && (first[prefix] == ' ' || first[prefix] == '\t' || first[prefix] == '>' || first[prefix] == '|') {
-		prefix++
+// inlineBody sets the body of an inline copy: what follows its header
+// block, unquoted, after the empty line.
+func (o *original) inlineBody() {
+	if o.rest == nil {
+		return
 	}
-	if prefix == 0 || prefix > 8 {
+	q, _ := unquote(o.rest, o.quote, false)
+	if line, next := nextLine(q, 0); isBlank(line) {
+		q = q[next:]
+	}
+	o.body, o.rest = nonEmpty(q), nil
+}
+
+// quotePrefix returns the quoting prefix of a block ("> ", "| " or leading
+// blanks) as written on its first line, or nil.
+func quotePrefix(b []byte) []byte {
+	first, _ := nextLine(b, 0)
+	n := 0
+	for n < len(first) && (first[n] == ' ' || first[n] == '\t' || first[n] == '>' || first[n] == '|') {
+		n++
+	}
+	if n == 0 || n > 8 {
+		return nil
+	}
+	return first[:n]
+}
+
+// unquote removes the quoting prefix pre from the lines of b, up to the
+// first line without it (empty lines and differently indented continuation
+// lines stay), or with headerOnly up to the first empty line. It returns the
+// unquoted text and a function that maps an offset in it back to an offset
+// in b. Without a prefix b itself is returned.
+func unquote(b, pre []byte, headerOnly bool) ([]byte, func(int) int) {
+	if len(pre) == 0 {
 		return b, func(n int) int { return n }
 	}
-	pre := first[:prefix]
 	bare := bytes.TrimRight(pre, " \t") // "> " quoting writes empty lines as ">"
-	out := make([]byte, 0, len(b))
+	var out []byte
 	var marks []int // marks[k]: offset in b of the line starting at out line k
 	var outStarts []int
 	i := 0
@@ -202,14 +227,18 @@ lines:
 		var keep []byte
 		switch {
 		case bytes.HasPrefix(line, pre):
-			keep = line[prefix:]
-		case len(bare) > 0 && bytes.Equal(bytes.TrimRight(line, " \t"), bare):
-			keep = nil
-		case isBlank(line):
+			keep = line[len(pre):]
+		case len(bare) > 0 && bytes.Equal(bytes.TrimRight(line, " \t"), bare) || isBlank(line):
+			if headerOnly {
+				break lines
+			}
 			keep = nil
 		case line[0] == ' ' || line[0] == '\t':
 			keep = line // a continuation indented differently
 		default:
+			break lines
+		}
+		if headerOnly && isBlank(keep) {
 			break lines
 		}
 		marks = append(marks, i)

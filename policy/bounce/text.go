@@ -477,18 +477,31 @@ func dsnKind(rcpts []dsnGroup, sig textSignals) Kind {
 func separatorIndex(lt string) int {
 	// Every separator phrase contains one of separatorTriggers: look at the
 	// lines that hold one instead of testing every line.
+	// next[k] caches where trigger k occurs next (-1: nowhere after off),
+	// so each trigger's occurrences are searched once: linear in lt.
+	var next [len(separatorTriggers)]int
+	for k := range next {
+		next[k] = -2
+	}
 	for off := 0; off < len(lt); {
 		hit := -1
-		for _, tr := range separatorTriggers {
-			if k := strings.Index(lt[off:], tr); k >= 0 && (hit < 0 || k < hit) {
-				hit = k
+		for k, tr := range separatorTriggers {
+			if next[k] == -2 || next[k] >= 0 && next[k] < off {
+				next[k] = -1
+				if j := strings.Index(lt[off:], tr); j >= 0 {
+					next[k] = off + j
+				}
+			}
+			if next[k] >= 0 && (hit < 0 || next[k] < hit) {
+				hit = next[k]
 			}
 		}
 		if hit < 0 {
 			return -1
 		}
-		hit += off
-		start := strings.LastIndexByte(lt[:hit], '\n') + 1
+		// off always starts a line, so the line holding hit starts there
+		// or later.
+		start := off + strings.LastIndexByte(lt[off:hit], '\n') + 1
 		end := len(lt)
 		if j := strings.IndexByte(lt[hit:], '\n'); j >= 0 {
 			end = hit + j
@@ -503,7 +516,7 @@ func separatorIndex(lt string) int {
 
 // separatorTriggers: each separator phrase contains one of them (a test
 // checks).
-var separatorTriggers = []string{"messag", "content-type:", "original mail"}
+var separatorTriggers = [...]string{"messag", "content-type:", "original mail"}
 
 var separatorPhrases = []string{
 	"below this line is a copy of the message",
