@@ -52,18 +52,21 @@ var autoReplySubjects = []string{
 }
 
 // AutoReplyReason reports why a message with the header fields that get
-// returns is an auto-reply (RFC 3834 section 5: Auto-Submitted with any value
-// but "no"; vendor fields such as X-Autoreply or X-Vacation; Precedence:
-// auto_reply; an auto-reply subject), or "" when nothing says so. get returns
-// the first value of a field, "" when absent; the name is in canonical case.
-// Delivery reports also carry Auto-Submitted: callers that tell reports
-// apart (Parse) ask this after the report tests.
+// returns is an auto-reply (RFC 3834 section 5: Auto-Submitted: auto-replied;
+// vendor fields such as X-Autoreply or X-Vacation; Precedence: auto_reply;
+// an auto-reply subject), or "" when nothing says so. get returns the first
+// value of a field, "" when absent; the name is in canonical case.
+//
+// Auto-Submitted: auto-generated (and auto-notified, RFC 5436) marks mail
+// that is automatic but answers no message (notifications, alerts): not an
+// auto-reply, so it is no reason here; delivery reports carry it too, and
+// callers that tell reports apart (Parse) ask this after the report tests.
 func AutoReplyReason(get func(name string) string) string {
 	as := strings.ToLower(strings.TrimSpace(get("Auto-Submitted")))
 	if i := strings.IndexAny(as, " ;("); i >= 0 {
 		as = as[:i]
 	}
-	if as != "" && as != "no" {
+	if as == "auto-replied" {
 		return "auto-submitted: " + as
 	}
 	for _, k := range autoReplyHeaders {

@@ -92,7 +92,9 @@ func TestAutoReplyReason(t *testing.T) {
 		want   string
 	}{
 		{map[string]string{"Auto-Submitted": "auto-replied"}, "auto-submitted: auto-replied"},
-		{map[string]string{"Auto-Submitted": "auto-generated (vacation)"}, "auto-submitted: auto-generated"},
+		{map[string]string{"Auto-Submitted": "auto-replied; owner-email=\"x@example.org\""}, "auto-submitted: auto-replied"},
+		{map[string]string{"Auto-Submitted": "auto-generated"}, ""}, // automatic, but answers nothing
+		{map[string]string{"Auto-Submitted": "auto-notified"}, ""},
 		{map[string]string{"Auto-Submitted": "no"}, ""},
 		{map[string]string{"Auto-Submitted": "No", "X-Autoreply": "yes"}, "x-autoreply: yes"},
 		{map[string]string{"X-Autorespond": "Out of office"}, "x-autorespond: out of office"},
