@@ -142,6 +142,9 @@ func challengeReason(h header) string {
 // SMTP TLS report (RFC 8460: report-type=tlsrpt, application/tlsrpt+json or
 // +gzip, TLS-Report-Domain). It returns "" for anything else.
 func (p *parser) aggregateReason() string {
+	if p.dsnSeen || p.reportType == "delivery-status" || p.reportType == "global-delivery-status" {
+		return "" // a delivery report, whatever it returns
+	}
 	switch {
 	case p.reportType == "tlsrpt":
 		return "content-type multipart/report; report-type=tlsrpt"

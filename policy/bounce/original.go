@@ -116,11 +116,9 @@ func nonEmpty(b []byte) []byte {
 func findInlineOriginal(t []byte, limit int) (original, bool) {
 	var best original
 	found := false
-	prevField := false // the previous line belongs to a header block
 	for i := 0; i < len(t) && i < limit; {
 		line, next := nextLine(t, i)
-		if prevField || !startsBlock(line) {
-			prevField = !isBlank(line) && (prevField && (line[0] == ' ' || line[0] == '\t') || isFieldLine(line))
+		if !startsBlock(line) {
 			i = next
 			continue
 		}
@@ -137,11 +135,12 @@ func findInlineOriginal(t []byte, limit int) (original, bool) {
 				best, found = o, true
 			}
 		}
+		// Resume after the block tried: a field line inside it never
+		// starts another candidate, and the scan stays linear.
 		if end <= 0 {
 			end = next - i
 		}
 		i += end
-		prevField = false
 	}
 	return best, found
 }
