@@ -404,39 +404,45 @@ func ipMentions(s string) []ipMention {
 		if i > 0 && !isIPDelim(s[i-1]) || !(isHex(c) || c == ':' || c == '[' || c == 'I' || c == 'i') {
 			continue
 		}
-		j := i
-		bracketed := c == '['
-		if bracketed {
-			j++
+		a, end, ok := readAddr(s, i)
+		if ok {
+			out = append(out, ipMention{addr: a, depth: depth, bracketed: c == '[', helo: heloTagged(s[:i])})
 		}
-		if len(s) >= j+5 && strings.EqualFold(s[j:j+5], "ipv6:") {
-			j += 5
-		}
-		k := j
-		for k < len(s) && (isHex(s[k]) || s[k] == '.' || s[k] == ':') {
-			k++
-		}
-		cand := s[j:k]
-		if z := k; z < len(s) && s[z] == '%' {
-			// Zone index (fe80::1%7): part of the literal, not of the address.
-			for z < len(s) && s[z] != ']' && s[z] != ' ' && s[z] != ')' {
-				z++
-			}
-			k = z
-		}
-		if len(cand) < 2 || !strings.ContainsAny(cand, ".:") {
-			i = max(i, k-1)
-			continue
-		}
-		a, err := netip.ParseAddr(strings.TrimSuffix(cand, "."))
-		if err != nil {
-			i = max(i, k-1)
-			continue
-		}
-		out = append(out, ipMention{addr: a.Unmap(), depth: depth, bracketed: bracketed, helo: heloTagged(s[:i])})
-		i = max(i, k-1)
+		i = max(i, end-1)
 	}
 	return out
+}
+
+// readAddr reads an IP address written at s[i:], as a literal
+// ("[192.0.2.1]", "[IPv6:2001:db8::1]", "[fe80::1%7]") or bare. It returns
+// the address, the offset after what it read, and whether it was one.
+func readAddr(s string, i int) (netip.Addr, int, bool) {
+	j := i
+	if s[j] == '[' {
+		j++
+	}
+	if len(s) >= j+5 && strings.EqualFold(s[j:j+5], "ipv6:") {
+		j += 5
+	}
+	k := j
+	for k < len(s) && (isHex(s[k]) || s[k] == '.' || s[k] == ':') {
+		k++
+	}
+	cand := s[j:k]
+	if k < len(s) && s[k] == '%' {
+		// Zone index (fe80::1%7): part of the literal, not of the address.
+		for k < len(s) && s[k] != ']' && s[k] != ' ' && s[k] != ')' {
+			k++
+		}
+	}
+	if len(cand) < 2 || !strings.ContainsAny(cand, ".:") {
+		return netip.Addr{}, k, false
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(cand, "."))
+	if err != nil {
+		return netip.Addr{}, k, false
+	}
+	return a.Unmap(), k, true
 }
 
 func isIPDelim(c byte) bool {
