@@ -104,6 +104,14 @@ func (fakeTagger) Verify(addr string) policy.TagStatus {
 	return policy.TagMissing
 }
 func (fakeTagger) Grace(time.Time) bool { return false }
+func (fakeTagger) Strip(addr string) string {
+	if i := strings.Index(addr, "+prvs="); i >= 0 {
+		if j := strings.LastIndexByte(addr, '@'); j > i {
+			return addr[:i] + addr[j:]
+		}
+	}
+	return addr
+}
 
 type fakeSent struct {
 	mu     sync.Mutex

@@ -59,7 +59,7 @@ func LogVerdict(log *zap.Logger, t *policy.Transaction, v *policy.Verdict, took 
 		fields = append(fields, zap.String("auth", string(v.Auth)), zap.String("auth_detail", v.AuthWhy))
 	}
 	if v.NDR != "" {
-		fields = append(fields, zap.String("ndr", v.NDR))
+		fields = append(fields, zap.String("ndr", string(v.NDR)))
 	}
 	if v.Reply != nil {
 		fields = append(fields, zap.String("reply", v.Reply.String()))
@@ -98,4 +98,20 @@ func (e evidenceObj) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		enc.AddString("detail", e.Detail)
 	}
 	return nil
+}
+
+// logNDRDropped records an NDR that the MTA started through the
+// internal-bounce role and abandoned before its content (Postfix does this
+// when every recipient it would report on had NOTIFY=NEVER). It is not a
+// verdict: nothing was decided, nothing was sent, and it must not count as
+// a callout or a client.
+func (s *session) logNDRDropped() {
+	t := s.tx
+	rcpts := make([]string, 0, len(t.Recipients))
+	for _, r := range t.Recipients {
+		rcpts = append(rcpts, r.Addr)
+	}
+	s.log.Info("ndr dropped by the MTA before its content",
+		zap.String("session", t.SessionID), zap.String("queue_id", t.QueueID),
+		zap.String("stage", string(policy.StageInternal)), zap.Strings("rcpts", rcpts))
 }

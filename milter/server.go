@@ -82,10 +82,10 @@ const Protocol = gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.Op
 // Macros requested per stage. Sendmail honours an end-of-message list only
 // when an end-of-headers list is requested too.
 var macroRequests = map[gomilter.MacroStage][]gomilter.MacroName{
-	gomilter.StageConnect: {"j", "v", "{daemon_name}", "{client_addr}", "{client_name}", "{client_port}"},
+	gomilter.StageConnect: {"j", "v", "{daemon_name}", "{daemon_addr}", "{if_addr}", "{client_addr}", "{client_name}", "{client_port}"},
 	gomilter.StageHelo:    {"{tls_version}"},
 	gomilter.StageMail:    {"{auth_authen}", "i", "{mail_addr}"},
-	gomilter.StageRcpt:    {"{rcpt_addr}", "i"},
+	gomilter.StageRcpt:    {"{rcpt_addr}", "{rcpt_mailer}", "i"},
 	gomilter.StageData:    {"i"},
 	gomilter.StageEOH:     {"i"},
 	gomilter.StageEOM:     {"i"},

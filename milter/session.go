@@ -89,10 +89,17 @@ func (s *session) stageCtx() (context.Context, context.CancelFunc) {
 // reset forgets the current message, logging it as a callout when it was a
 // bounce-class transaction that ended after RCPT without DATA.
 func (s *session) reset() {
-	if s.tx != nil && !s.tx.DataSeen && s.tx.Direction == policy.Inbound && s.tx.BounceClass() &&
-		len(s.tx.Recipients)+len(s.tx.Rejected) > 0 {
-		v := s.eng.Callout(s.tx)
-		s.logVerdict(v)
+	switch {
+	case s.tx == nil:
+	case s.srv.opts.Role == RoleInternalBounce:
+		if !s.tx.DataSeen && s.tx.NullSender() && len(s.tx.Recipients) > 0 {
+			// Postfix opens an NDR and drops it before its content when
+			// every recipient it would report on asked for NOTIFY=NEVER:
+			// nothing was sent, nothing decided, and it is no callout.
+			s.logNDRDropped()
+		}
+	case s.tx.Callout():
+		s.logVerdict(s.eng.Callout(s.tx))
 	}
 	if s.cancel != nil {
 		s.cancel()
@@ -109,6 +116,12 @@ func (s *session) Connect(host, family string, port uint16, addr string, m gomil
 	s.mta = m.Get(gomilter.MacroMTAVersion)
 	if ip, err := netip.ParseAddr(strings.Trim(addr, "[]")); err == nil && family != "unix" {
 		s.conn.ClientIP = ip.Unmap()
+	}
+	for _, mac := range []gomilter.MacroName{gomilter.MacroDaemonAddr, gomilter.MacroIfAddr} {
+		if ip, err := netip.ParseAddr(strings.Trim(m.Get(mac), "[]")); err == nil {
+			s.conn.LocalIP = ip.Unmap()
+			break
+		}
 	}
 	return gomilter.RespContinue, nil
 }
@@ -148,7 +161,8 @@ func (s *session) RcptTo(rcptTo, esmtpArgs string, m gomilter.Modifier) (resp *g
 	s.noteQueueID(m)
 	ctx, cancel := s.stageCtx()
 	defer cancel()
-	v := s.eng.Rcpt(ctx, s.tx, strings.TrimSpace(gomilter.RemoveAngle(rcptTo)), esmtpArgs)
+	v := s.eng.RcptTo(ctx, s.tx, policy.Recipient{Addr: strings.TrimSpace(gomilter.RemoveAngle(rcptTo)), Args: esmtpArgs,
+		Mailer: m.Get(gomilter.MacroRcptMailer)})
 	if v.Would == policy.Reject {
 		s.logVerdict(v)
 	}
@@ -270,10 +284,10 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 	var v *policy.Verdict
 	if s.srv.opts.Role == RoleInternalBounce {
 		v = s.eng.InternalBounce(ctx, s.tx)
-		if v.Action != policy.Accept && v.Action != policy.Discard && v.Action != policy.Quarantine {
-			// Never reject or tempfail Postfix's own bounce: it would retry
-			// or lose the bounce log. Hold it instead.
-			s.log.Error("internal-bounce role refused an action it must never take; holding instead",
+		if a := policy.Clamp(policy.StageInternal, v.Mode, v.Action); a != v.Action || v.Stage != policy.StageInternal {
+			// The policy's decision table never answers Postfix's own
+			// bounce with a reject or tempfail; if it ever did, hold.
+			s.log.Error("internal-bounce role got an action it must never take; holding instead",
 				zap.Stringer("action", v.Action), zap.String("session", s.tx.SessionID))
 			v.Action, v.Reply = policy.Quarantine, nil
 			v.Mods.QuarantineReason = "backscatter-milter internal bounce held"
@@ -282,17 +296,36 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 		v = s.eng.End(ctx, s.tx)
 	}
 	if len(v.Mods.RcptRewrites) > 0 && s.isSendmail() {
-		// Sendmail 8.17 takes a milter's delete + add of the same recipient
-		// but keeps the recipient's old DSN parameters (measured in
-		// TestSendmailEndToEnd): the rewrite would change nothing. Say so
-		// rather than log a suppression that did not happen.
-		v.Mods.RcptRewrites = nil
-		v.NDR = "not-possible-with-sendmail"
-		v.Notes = append(v.Notes, "Sendmail ignores ESMTP parameters on re-added recipients: NDRs are not suppressed")
+		sendmailRewrites(v)
 	}
 	resp = s.apply(m, v)
 	s.logVerdict(v)
 	return resp, nil
+}
+
+// sendmailRewrites keeps of the recipient rewrites what Sendmail applies.
+// Sendmail 8.17 takes a milter's delete + add of the same recipient but
+// keeps the recipient's old DSN parameters (measured in
+// TestSendmailEndToEnd): a parameter-only rewrite would change nothing, so
+// the verdict says so rather than log a suppression that did not happen.
+// A rewrite to another address (a verified tag removed) is a new recipient
+// to Sendmail and works; it keeps the parameters the client gave, which
+// Sendmail already accepted from it.
+func sendmailRewrites(v *policy.Verdict) {
+	kept := v.Mods.RcptRewrites[:0]
+	dropped := false
+	for _, rw := range v.Mods.RcptRewrites {
+		dropped = dropped || rw.NewArgs != rw.OldArgs
+		if rw.NewAddr != "" && rw.NewAddr != rw.Addr {
+			rw.NewArgs = rw.OldArgs
+			kept = append(kept, rw)
+		}
+	}
+	v.Mods.RcptRewrites = kept
+	if dropped {
+		v.NDR = policy.NDRNotPossibleWithSendmail
+		v.Notes = append(v.Notes, "Sendmail ignores ESMTP parameters on re-added recipients: NDRs are not suppressed")
+	}
 }
 
 // apply makes the verdict's modifications and returns the final answer. A
@@ -332,12 +365,11 @@ func (s *session) apply(m gomilter.Modifier, v *policy.Verdict) *gomilter.Respon
 		fail("change sender", m.ChangeFrom(gomilter.AddAngle(v.Mods.ChangeFrom), v.Mods.ChangeFromArgs))
 	}
 	for _, rw := range v.Mods.RcptRewrites {
-		addr := gomilter.AddAngle(rw.Addr)
-		if err := m.DeleteRecipient(addr); err != nil {
+		if err := m.DeleteRecipient(gomilter.AddAngle(rw.Addr)); err != nil {
 			fail("delete recipient", err)
 			continue
 		}
-		fail("add recipient", m.AddRecipient(addr, rw.NewArgs))
+		fail("add recipient", m.AddRecipient(gomilter.AddAngle(rw.To()), rw.NewArgs))
 	}
 	if v.Action == policy.Quarantine {
 		if err := m.Quarantine(v.Mods.QuarantineReason); err != nil {

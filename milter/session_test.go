@@ -16,7 +16,10 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
-const batvOKRcpt = "bob+prvs=0123abcdef@example.org" // a recipient our fake tagger signed
+const (
+	batvOKRcpt  = "bob+prvs=0123abcdef@example.org" // a recipient our fake tagger signed
+	batvBadRcpt = "bob+prvs=9999999999@example.org" // a forged tag: refused at RCPT
+)
 
 // onlyVerdict returns the single verdict line of a test that expects one.
 func onlyVerdict(t *testing.T, h *harness) verdictLine {
@@ -132,9 +135,9 @@ func TestActions(t *testing.T) {
 
 	t.Run("reject at RCPT", func(t *testing.T) {
 		h := start(t, testEngine(), nil)
-		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{"bob@example.org", ""}}})
+		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvBadRcpt, ""}}})
 		wantAction(t, "rcpt", r.rcpts[0], gomilter.ActionRejectWithCode,
-			"550 5.7.1 <bob@example.org>: rejected as backscatter: bounce to an address that signs all its mail (BATV): the message you are bouncing was not sent by us")
+			"550 5.7.1 <"+batvBadRcpt+">: rejected as backscatter: invalid BATV signature: the message you are bouncing was not sent by us")
 		if r.rcpts[0].SMTPCode != 550 {
 			t.Errorf("code %d", r.rcpts[0].SMTPCode)
 		}
@@ -143,8 +146,8 @@ func TestActions(t *testing.T) {
 		vs := h.waitVerdicts(2)
 		wantField(t, vs[0], "stage", "rcpt")
 		wantField(t, vs[0], "action", "reject")
-		wantField(t, vs[0], "reply", "550 5.7.1 <bob@example.org>: rejected as backscatter: bounce to an address that signs all its mail (BATV): the message you are bouncing was not sent by us")
-		if ev := vs[0].evidence(); !slices.Equal(ev, []string{"batv:missing(10)"}) {
+		wantField(t, vs[0], "reply", "550 5.7.1 <"+batvBadRcpt+">: rejected as backscatter: invalid BATV signature: the message you are bouncing was not sent by us")
+		if ev := vs[0].evidence(); !slices.Equal(ev, []string{"batv:bad(10)"}) {
 			t.Errorf("evidence %v", ev)
 		}
 		wantField(t, vs[1], "stage", "callout")
@@ -352,12 +355,13 @@ func TestInternalBounceRole(t *testing.T) {
 // one the queue ID.
 func TestPerRecipientReject(t *testing.T) {
 	h := start(t, testEngine(), nil)
-	r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{"bob@example.org", ""}, {batvOKRcpt, ""}},
+	r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvBadRcpt, ""}, {batvOKRcpt, ""}},
 		queueID: "4QID", headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")})
 	wantAction(t, "rcpt 1", r.rcpts[0], gomilter.ActionRejectWithCode, "")
 	wantAction(t, "rcpt 2", r.rcpts[1], gomilter.ActionContinue, "")
 	wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
-	wantMods(t, r.mods)
+	// The verified tag is removed before delivery, parameters kept.
+	wantMods(t, r.mods, `DelRcpt "<`+batvOKRcpt+`>"`, `AddRcpt "<bob@example.org>" ""`)
 	vs := h.verdicts()
 	if len(vs) != 2 {
 		t.Fatalf("%d verdict lines, want 2:\n%s", len(vs), h.json.String())
@@ -365,7 +369,7 @@ func TestPerRecipientReject(t *testing.T) {
 	rc, final := vs[0], vs[1]
 	wantField(t, rc, "stage", "rcpt")
 	wantField(t, rc, "queue_id", "") // Postfix gives {i} only from DATA on
-	if !slices.Equal(rc.list("rcpts"), []string{"bob@example.org"}) {
+	if !slices.Equal(rc.list("rcpts"), []string{batvBadRcpt}) {
 		t.Errorf("rcpt line rcpts %v", rc.list("rcpts"))
 	}
 	wantField(t, final, "stage", "eom")
@@ -374,7 +378,7 @@ func TestPerRecipientReject(t *testing.T) {
 	if rc.str("session") == "" || rc.str("session") != final.str("session") {
 		t.Errorf("sessions %q and %q differ", rc.str("session"), final.str("session"))
 	}
-	if !slices.Equal(final.list("rcpts"), []string{batvOKRcpt}) || !slices.Equal(final.list("rejected_rcpts"), []string{"bob@example.org"}) {
+	if !slices.Equal(final.list("rcpts"), []string{batvOKRcpt}) || !slices.Equal(final.list("rejected_rcpts"), []string{batvBadRcpt}) {
 		t.Errorf("final rcpts %v rejected %v", final.list("rcpts"), final.list("rejected_rcpts"))
 	}
 	if ev := final.evidence(); !slices.Contains(ev, "batv:ok(-10)") || !slices.Contains(ev, "bounce:ours(-10)") {
@@ -391,7 +395,7 @@ func TestTwoMessagesOneConnection(t *testing.T) {
 			h := start(t, testEngine(), nil)
 			macros := gomilter.NewMacroBag()
 			s := h.conn(macros, cleanIP, "client.test")
-			first := h.send(s, macros, message{from: "", rcpts: []rcpt{{"bob@example.org", ""}, {batvOKRcpt, ""}},
+			first := h.send(s, macros, message{from: "", rcpts: []rcpt{{batvBadRcpt, ""}, {batvOKRcpt, ""}},
 				queueID: "Q1", headers: append(dsnHeaders(), [2]string{"X-First", " yes"}),
 				body: dsnBody("forged@example.org", "spam.remote.test", "")})
 			wantAction(t, "first eom", first.end, gomilter.ActionAccept, "")
@@ -640,7 +644,7 @@ func TestLogForgery(t *testing.T) {
 	forged := "\r\n{\"level\":\"info\",\"msg\":\"verdict\",\"action\":\"accept\"}\n"
 	macros := gomilter.NewMacroBag()
 	s := h.conn(macros, cleanIP, "evil.test"+forged)
-	r := h.send(s, macros, message{from: "", rcpts: []rcpt{{"x" + forged + "250 ok@example.org", ""}, {batvOKRcpt, ""}},
+	r := h.send(s, macros, message{from: "", rcpts: []rcpt{{"x" + forged + "250 ok+prvs=9999999999@example.org", ""}, {batvOKRcpt, ""}},
 		headers: [][2]string{{"Subject", " x" + forged}}})
 	wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
 	reply := r.rcpts[0].SMTPReply

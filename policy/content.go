@@ -3,18 +3,30 @@ package policy
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
 
-// contentEvidence reads the message itself: is it a bounce or an auto-reply,
-// and does it answer something we sent? Only bounce-class mail, reports and
-// mail whose headers say auto-reply are parsed.
-func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict) Evidences {
-	if !t.BounceClass() && !isReport(t) && !looksAutoReply(t) {
-		return nil
+// contentEvidence says what the message is and judges it as that:
+//
+//   - a bounce (failure or delay DSN, text NDR) or a success DSN: by the
+//     provenance of the returned original (sent log, relays); a bounce from
+//     the null sender with several recipients is suspect. Only bounces are
+//     judged by a missing BATV tag (see judgeRecipients);
+//   - a read receipt (MDN) or an auto-reply or challenge: these answer the
+//     header From, which never carries a tag, so they are judged by what
+//     they reference (Original-Message-ID, In-Reply-To, References) and the
+//     relays, never by a missing tag;
+//   - ARF feedback and DMARC/TLS-RPT reports, and everything else: no
+//     evidence. Null-sender mail that is not bounce-shaped is not
+//     backscatter by itself.
+//
+// Only bounce-class mail, reports and mail the one auto-reply predicate
+// (bounce.AutoReplyReason) recognises are parsed.
+func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict) (bounce.Kind, Evidences) {
+	if !t.BounceClass() && !isReport(t) && bounce.AutoReplyReason(t.Header) == "" {
+		return bounce.KindNone, nil
 	}
 	lim := bounce.DefaultLimits()
 	if e.S.BodyMax > 0 {
@@ -23,24 +35,32 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 	rep, err := bounce.Parse(t.Raw(), lim)
 	if err != nil {
 		v.Notes = append(v.Notes, "bounce parse: "+err.Error())
-		return nil
+		return bounce.KindNone, nil
 	}
 	if rep.Truncated {
 		v.Notes = append(v.Notes, "bounce parse hit a limit: judged on what was read")
 	}
+	v.Notes = append(v.Notes, "content: "+rep.Kind.String())
 	switch rep.Kind {
-	case bounce.KindFailure, bounce.KindDelay, bounce.KindDelivered:
-		return e.bounceEvidence(ctx, rep, v)
-	case bounce.KindAutoReply:
-		return e.autoreplyEvidence(ctx, t, rep, v)
-	case bounce.KindFeedback:
-		v.Notes = append(v.Notes, "feedback report: not scored")
+	case bounce.KindFailure, bounce.KindDelay:
+		ev := e.bounceEvidence(ctx, rep, v)
+		if t.NullSender() && len(t.Recipients) > 1 {
+			ev = append(ev, Evidence{Name: EvBounceMultiRcpt, Weight: e.S.weight(EvBounceMultiRcpt), Detail: "a bounce has one recipient"})
+		}
+		return rep.Kind, ev
+	case bounce.KindDelivered:
+		return rep.Kind, e.bounceEvidence(ctx, rep, v)
+	case bounce.KindMDN:
+		return rep.Kind, e.answerEvidence(ctx, t, rep, v, EvMDNOurs, EvMDNNot)
+	case bounce.KindAutoReply, bounce.KindChallenge:
+		return rep.Kind, e.answerEvidence(ctx, t, rep, v, EvAutoreplyOurs, EvAutoreplyNot)
+	case bounce.KindFeedback, bounce.KindAggregateReport:
+		v.Notes = append(v.Notes, rep.Kind.String()+": not scored")
 	}
-	return nil
+	return rep.Kind, nil
 }
 
 func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verdict) Evidences {
-	v.Notes = append(v.Notes, "content: "+rep.Kind.String())
 	storeFailed := false
 	if id := rep.OriginalMessageID; id != "" {
 		if seen, err := e.seen(ctx, id); err != nil {
@@ -50,13 +70,8 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 			return Evidences{{Name: EvBounceOurs, Weight: e.S.weight(EvBounceOurs), Detail: "message-id <" + id + "> is in the sent log"}}
 		}
 	}
-	for _, h := range rep.Received {
-		if m, ok := e.RelayMatch(h.By, h.ClientIP); ok {
-			return Evidences{{Name: EvBounceOursRelay, Weight: e.S.weight(EvBounceOursRelay), Detail: "original passed our relay " + m}}
-		}
-		if m, ok := e.RelayMatch(h.From, netip.Addr{}); ok {
-			return Evidences{{Name: EvBounceOursRelay, Weight: e.S.weight(EvBounceOursRelay), Detail: "original came from our relay " + m}}
-		}
+	if ev, ok := e.relayEvidence(rep); ok {
+		return Evidences{ev}
 	}
 	if !rep.OriginalHeaders {
 		v.Notes = append(v.Notes, "no original headers in the bounce: no evidence either way")
@@ -75,10 +90,33 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 	return Evidences{{Name: EvBounceNotOurs, Weight: e.S.weight(EvBounceNotOurs), Detail: detail}}
 }
 
-func (e *Engine) autoreplyEvidence(ctx context.Context, t *Transaction, rep *bounce.Report, v *Verdict) Evidences {
-	v.Notes = append(v.Notes, "content: autoreply")
-	refs := rep.InReplyTo
-	if len(refs) == 0 {
+// relayEvidence looks for one of our relays among the returned original's
+// hops: by the client address of a from clause, the IP literal of a by
+// clause, or a host name.
+func (e *Engine) relayEvidence(rep *bounce.Report) (Evidence, bool) {
+	w := e.S.weight(EvBounceOursRelay)
+	for _, h := range rep.Received {
+		if m, ok := e.RelayMatch(h.By, h.ClientIP); ok {
+			return Evidence{Name: EvBounceOursRelay, Weight: w, Detail: "original passed our relay " + m}, true
+		}
+		if m, ok := e.RelayMatch(h.From, h.ByIP); ok {
+			return Evidence{Name: EvBounceOursRelay, Weight: w, Detail: "original passed our relay " + m}, true
+		}
+	}
+	return Evidence{}, false
+}
+
+// answerEvidence judges an answer to the header From (read receipt,
+// auto-reply, challenge) by what it references: ours when one of its
+// references is in the sent log or the returned original passed our
+// relays, notOurs otherwise. A sent-log failure is no evidence.
+func (e *Engine) answerEvidence(ctx context.Context, t *Transaction, rep *bounce.Report, v *Verdict, ours, notOurs string) Evidences {
+	var refs []string
+	if rep.OriginalMessageID != "" {
+		refs = append(refs, rep.OriginalMessageID) // an MDN's Original-Message-ID
+	}
+	refs = append(refs, rep.InReplyTo...)
+	if len(rep.InReplyTo) == 0 {
 		for _, h := range []string{"In-Reply-To", "References"} {
 			for _, val := range t.HeaderValues(h) {
 				for _, f := range strings.Fields(val) {
@@ -96,14 +134,17 @@ func (e *Engine) autoreplyEvidence(ctx context.Context, t *Transaction, rep *bou
 			return nil // fail open: no evidence either way
 		}
 		if seen {
-			return Evidences{{Name: EvAutoreplyOurs, Weight: e.S.weight(EvAutoreplyOurs), Detail: "answers <" + id + ">"}}
+			return Evidences{{Name: ours, Weight: e.S.weight(ours), Detail: "answers <" + id + ">"}}
 		}
 	}
-	detail := "no In-Reply-To/References"
+	if ev, ok := e.relayEvidence(rep); ok {
+		return Evidences{ev}
+	}
+	detail := "references no message-id"
 	if len(refs) > 0 {
 		detail = fmt.Sprintf("%d referenced message-ids, none in the sent log", len(refs))
 	}
-	return Evidences{{Name: EvAutoreplyNot, Weight: e.S.weight(EvAutoreplyNot), Detail: detail}}
+	return Evidences{{Name: notOurs, Weight: e.S.weight(notOurs), Detail: detail}}
 }
 
 func (e *Engine) seen(ctx context.Context, id string) (bool, error) {
@@ -113,16 +154,7 @@ func (e *Engine) seen(ctx context.Context, id string) (bool, error) {
 	return e.Sent.Seen(ctx, bounce.NormalizeMessageID(id))
 }
 
-// looksAutoReply is a cheap header test that decides whether to parse.
-func looksAutoReply(t *Transaction) bool {
-	if as := strings.ToLower(strings.TrimSpace(t.Header("Auto-Submitted"))); as != "" && as != "no" {
-		return true
-	}
-	for _, h := range []string{"X-Autoreply", "X-Autorespond", "X-Vacation"} {
-		if t.Header(h) != "" {
-			return true
-		}
-	}
-	p := strings.ToLower(strings.TrimSpace(t.Header("Precedence")))
-	return p == "auto_reply"
+func isReport(t *Transaction) bool {
+	ct := strings.ToLower(t.Header("Content-Type"))
+	return strings.Contains(ct, "multipart/report")
 }

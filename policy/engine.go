@@ -35,11 +35,21 @@ func (r *Reply) String() string {
 	return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)
 }
 
-// RcptRewrite replaces a recipient by itself with other ESMTP parameters.
+// RcptRewrite replaces a recipient by itself with other ESMTP parameters,
+// or by its untagged address (NewAddr), or both, in one delete + add.
 type RcptRewrite struct {
 	Addr    string
+	NewAddr string // "" = the same address
 	OldArgs string
 	NewArgs string
+}
+
+// To is the address the recipient is added back as.
+func (rw RcptRewrite) To() string {
+	if rw.NewAddr != "" {
+		return rw.NewAddr
+	}
+	return rw.Addr
 }
 
 // Modifications are the changes the milter should make at end of message.
@@ -75,7 +85,7 @@ type Verdict struct {
 	Mods      Modifications
 	Auth      AuthResult // EOM, inbound: return-path state, if checked
 	AuthWhy   string
-	NDR       string // "" (untouched), "suppressed", "success-dsn-stripped", "would-be-…" in observe mode; the milter adds "not-possible-with-sendmail"
+	NDR       NDROutcome
 	Notes     []string
 }
 
@@ -134,47 +144,98 @@ func (e *Engine) waitLists(ctx context.Context, t *Transaction) {
 	t.notes = append(t.notes, notes...)
 }
 
-// Rcpt decides on one recipient. Accepted recipients are added to t.
+// Rcpt decides on one recipient given by address and ESMTP parameters.
 func (e *Engine) Rcpt(ctx context.Context, t *Transaction, rcpt, args string) *Verdict {
-	v := &Verdict{Stage: StageRcpt, Mode: e.S.Mode, Recipient: rcpt}
-	r := Recipient{Addr: rcpt, Args: args}
-	_, rcptAllowed := matchAddr(rcpt, e.S.Allow.Recipients)
-	if t.Direction == Outbound || t.Allowed != "" || rcptAllowed {
+	return e.RcptTo(ctx, t, Recipient{Addr: rcpt, Args: args})
+}
+
+// RcptTo decides on one recipient (Addr, Args and, when the MTA gives it,
+// Mailer). It refuses only on evidence that holds whatever the content
+// turns out to be: a forged tag, a DNSBL score, a no_bounces address. A
+// missing tag is kept for end of message, where the kind of the message is
+// known (a read receipt, an auto-reply or a callout carries none). Accepted
+// recipients are added to t.
+func (e *Engine) RcptTo(ctx context.Context, t *Transaction, r Recipient) *Verdict {
+	v := &Verdict{Stage: StageRcpt, Mode: e.S.Mode, Recipient: r.Addr}
+	r.Evidence, r.Tag = nil, ""
+	_, r.Allowed = matchAddr(r.Addr, e.S.Allow.Recipients)
+	if t.Direction == Outbound || t.Allowed != "" || r.Allowed {
 		t.Recipients = append(t.Recipients, r)
 		return v
 	}
-	e.waitLists(ctx, t)
-	if t.NullSender() && len(t.Recipients) >= 1 && !t.global.Has(EvBounceMultiRcpt) {
-		t.global = append(t.global, Evidence{Name: EvBounceMultiRcpt, Weight: e.S.weight(EvBounceMultiRcpt),
-			Detail: "a bounce has one recipient"})
-	}
-	dom := Domain(rcpt)
-	if t.BounceClass() && e.Tagger != nil && e.S.isLocal(dom) && e.Tagger.Enabled(dom) {
-		r.Evidence = append(r.Evidence, e.tagEvidence(rcpt))
-	}
-	ev := append(append(Evidences{}, t.global...), r.Evidence...)
-	v.Evidence, v.Score = ev, ev.Score()
-	if e.S.Thresholds.Action(v.Score) == Reject {
-		v.Would = Reject
-		if e.S.Mode == Enforce {
-			v.Action = Reject
-			v.Reply = &Reply{Code: 550, Enhanced: "5.7.1", Text: rejectText(rcpt, ev)}
-			t.Rejected = append(t.Rejected, rcpt)
-			return v
+	bounceClass := t.BounceClass()
+	if e.batvScope(t, &r) && (bounceClass || mayBeTagged(r.Addr)) {
+		r.Tag = e.Tagger.Verify(r.Addr)
+		if _, known := tagEvidenceNames[r.Tag]; !known {
+			r.Tag = TagBad
 		}
+	}
+	e.waitLists(ctx, t)
+	if bounceClass {
+		// Only bounce-class mail is judged by recipient; a verified tag on
+		// other mail is still removed at end of message.
+		base := r.Addr
+		if r.Tag != "" && r.Tag != TagMissing {
+			base = e.Tagger.Strip(r.Addr) // a tag does not hide the address
+		}
+		if m, ok := matchAddr(base, e.S.NoBounces); ok {
+			r.Evidence = append(r.Evidence, Evidence{Name: EvNoBounces, Weight: e.S.weight(EvNoBounces), Detail: "no_bounces: " + m})
+		}
+		if r.Tag != "" && r.Tag != TagMissing {
+			r.Evidence = append(r.Evidence, e.tagEvidence(r.Tag))
+		}
+	}
+	e.score(v, append(append(Evidences{}, t.global...), r.Evidence...))
+	e.act(v)
+	if v.Action == Reject {
+		v.Reply = &Reply{Code: 550, Enhanced: "5.7.1", Text: rejectText(r.Addr, v.Evidence)}
+		t.Rejected = append(t.Rejected, r.Addr)
+		return v
 	}
 	t.Recipients = append(t.Recipients, r)
 	return v
 }
 
+// batvScope reports whether BATV applies to r: the MTA delivers it to our
+// mailboxes and BATV is on for its domain. An address literal of ours or an
+// address the MTA delivers locally under another name belongs to no
+// configured domain: BATV applies when it is on for any local domain.
+func (e *Engine) batvScope(t *Transaction, r *Recipient) bool {
+	if e.Tagger == nil {
+		return false
+	}
+	dom := Domain(r.Addr)
+	if e.S.isLocal(dom) {
+		return e.Tagger.Enabled(dom)
+	}
+	if !deliveredHere(t, r) {
+		return false
+	}
+	for _, d := range e.S.LocalDomains {
+		if e.Tagger.Enabled(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeTagged is a cheap test for a prvs tag in either form, so mail that
+// is not bounce-class pays for no verification unless a tag is there.
+func mayBeTagged(addr string) bool {
+	for i := 0; i+5 <= len(addr); i++ {
+		if (addr[i] == 'p' || addr[i] == 'P') && strings.EqualFold(addr[i:i+5], "prvs=") {
+			return true
+		}
+	}
+	return false
+}
+
 var tagEvidenceNames = map[TagStatus]string{TagOK: EvBATVOK, TagMissing: EvBATVMissing, TagBad: EvBATVBad, TagExpired: EvBATVExpired}
 
-func (e *Engine) tagEvidence(rcpt string) Evidence {
-	st := e.Tagger.Verify(rcpt)
+// tagEvidence is the evidence of a tag state; a missing tag weighs
+// grace_weight during the grace window.
+func (e *Engine) tagEvidence(st TagStatus) Evidence {
 	name := tagEvidenceNames[st]
-	if name == "" {
-		name = EvBATVBad
-	}
 	w := e.S.weight(name)
 	detail := ""
 	if st == TagMissing && e.Tagger.Grace(e.now()) {
@@ -187,12 +248,7 @@ func (e *Engine) tagEvidence(rcpt string) Evidence {
 // rejectText names the evidence that decided, so the sender (often a
 // legitimate MTA bouncing a forgery) learns why.
 func rejectText(rcpt string, ev Evidences) string {
-	var top Evidence
-	for _, e := range ev {
-		if e.Weight > top.Weight {
-			top = e
-		}
-	}
+	top, _ := ev.Top()
 	why := "backscatter"
 	switch {
 	case strings.HasPrefix(top.Name, EvDNSBLPrefix):
@@ -207,6 +263,10 @@ func rejectText(rcpt string, ev Evidences) string {
 		why = "the message you are bouncing was not sent by us"
 	case top.Name == EvAutoreplyNot:
 		why = "auto-reply to a message we did not send"
+	case top.Name == EvMDNNot:
+		why = "read receipt for a message we did not send"
+	case top.Name == EvNoBounces:
+		why = "this address never sends mail, so it takes no bounces or replies"
 	case top.Name == EvBounceMultiRcpt:
 		why = "null sender with several recipients"
 	}
@@ -232,12 +292,9 @@ func (e *Engine) WantBody(t *Transaction) bool {
 	return false
 }
 
-func isReport(t *Transaction) bool {
-	ct := strings.ToLower(t.Header("Content-Type"))
-	return strings.Contains(ct, "multipart/report")
-}
-
-// End decides on the message at end of data.
+// End decides on the message at end of data: what kind of message it is,
+// the evidence of its content, each recipient's verdict, the final action,
+// and the recipient rewrites (NDR suppression, verified tags removed).
 func (e *Engine) End(ctx context.Context, t *Transaction) *Verdict {
 	v := &Verdict{Stage: StageEOM, Mode: e.S.Mode}
 	if t.Direction == Outbound {
@@ -249,19 +306,13 @@ func (e *Engine) End(ctx context.Context, t *Transaction) *Verdict {
 	}
 	if t.Allowed == "" {
 		e.waitLists(ctx, t)
-		ev := append(Evidences{}, t.global...)
-		ev = append(ev, bestRecipient(t.Recipients)...)
-		ev = append(ev, e.contentEvidence(ctx, t, v)...)
-		v.Evidence, v.Score = ev, ev.Score()
-		v.Would = e.S.Thresholds.Action(v.Score)
+		kind, content := e.contentEvidence(ctx, t, v)
+		e.judgeRecipients(t, v, content, kind.IsBounce())
 	} else {
 		v.Notes = append(v.Notes, "allowlisted: "+t.Allowed)
 	}
 	v.Notes = append(v.Notes, t.notes...)
-	v.Action = v.Would
-	if e.S.Mode == Observe && v.Would > Tag {
-		v.Action = Tag
-	}
+	e.act(v)
 	switch v.Action {
 	case Reject:
 		v.Reply = &Reply{Code: 550, Enhanced: "5.7.1", Text: rejectText("", v.Evidence)}
@@ -273,7 +324,34 @@ func (e *Engine) End(ctx context.Context, t *Transaction) *Verdict {
 		v.Mods.AddHeaders = append(v.Mods.AddHeaders, Header{Name: e.headerName(), Value: e.headerValue(t, v)})
 	}
 	e.suppressNDR(ctx, t, v)
+	e.stripTags(t, v)
 	return v
+}
+
+// stripTags replaces each recipient whose tag verified by its untagged
+// address, so a list manager reading its VERP extension, a sieve rule or
+// the mailbox server sees the address we signed. A rewrite of the same
+// recipient by NDR suppression becomes one delete + add. It runs in
+// observe mode too: it only undoes what our own signing did.
+func (e *Engine) stripTags(t *Transaction, v *Verdict) {
+	for _, r := range t.Recipients {
+		if r.Tag != TagOK {
+			continue
+		}
+		base := e.Tagger.Strip(r.Addr)
+		if base == r.Addr || base == "" {
+			continue
+		}
+		merged := false
+		for i := range v.Mods.RcptRewrites {
+			if rw := &v.Mods.RcptRewrites[i]; rw.Addr == r.Addr {
+				rw.NewAddr, merged = base, true
+			}
+		}
+		if !merged {
+			v.Mods.RcptRewrites = append(v.Mods.RcptRewrites, RcptRewrite{Addr: r.Addr, NewAddr: base, OldArgs: r.Args, NewArgs: r.Args})
+		}
+	}
 }
 
 func (e *Engine) headerName() string {
@@ -295,32 +373,11 @@ func (e *Engine) headerValue(t *Transaction, v *Verdict) string {
 	return s
 }
 
-// bestRecipient returns the recipient-level evidence of the accepted
-// recipient with the lowest score: when recipients disagree, the message is
-// judged by the one that most looks like it answers our mail, so a real
-// bounce is never lost because another recipient looked worse.
-func bestRecipient(rs []Recipient) Evidences {
-	var best Evidences
-	for i, r := range rs {
-		if i == 0 || r.Evidence.Score() < best.Score() {
-			best = r.Evidence
-		}
-	}
-	return best
-}
-
 // outbound signs the envelope sender and records the Message-ID.
 func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	dom := Domain(t.Sender)
 	if t.Sender != "" && e.Tagger != nil && e.S.isLocal(dom) && e.Tagger.Enabled(dom) {
-		signed, err := e.Tagger.Sign(t.Sender)
-		switch {
-		case err != nil:
-			v.Notes = append(v.Notes, "batv sign: "+err.Error())
-		case signed != t.Sender:
-			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = signed, SenderChangeArgs(t.SenderArgs), true
-			v.Notes = append(v.Notes, "sender signed")
-		}
+		e.sign(t, v)
 	}
 	id := bounce.NormalizeMessageID(t.Header("Message-Id"))
 	if id == "" {
@@ -338,18 +395,42 @@ func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	}
 }
 
+// sign BATV-signs the envelope sender, unless a recipient is in
+// batv.sign_exempt: a list or challenge-response system that keys on the
+// envelope sender would see a new sender every day.
+func (e *Engine) sign(t *Transaction, v *Verdict) {
+	for _, r := range t.Recipients {
+		if m, ok := matchAddr(r.Addr, e.S.SignExempt); ok {
+			v.Notes = append(v.Notes, "sender not signed: <"+r.Addr+"> is in batv.sign_exempt ("+m+")")
+			return
+		}
+	}
+	signed, err := e.Tagger.Sign(t.Sender)
+	switch {
+	case err != nil:
+		v.Notes = append(v.Notes, "batv sign: "+err.Error())
+	case signed != t.Sender:
+		v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = signed, SenderChangeArgs(t.SenderArgs), true
+		v.Notes = append(v.Notes, "sender signed")
+	}
+}
+
 // Callout is the verdict for a bounce-class transaction that ended after
 // RCPT without DATA: a sender-verification probe. Nothing is left to act
 // on; it is logged so a postmaster sees who probes our addresses.
 func (e *Engine) Callout(t *Transaction) *Verdict {
 	ev := Evidences{{Name: EvCallout, Weight: e.S.weight(EvCallout), Detail: "null-sender transaction ended without DATA"}}
 	ev = append(ev, t.global...)
-	return &Verdict{Stage: StageCallout, Mode: e.S.Mode, Evidence: ev, Score: ev.Score(), Notes: t.notes}
+	v := &Verdict{Stage: StageCallout, Notes: t.notes}
+	e.score(v, ev)
+	e.act(v)
+	return v
 }
 
 // RelayMatch reports whether a hop names one of our relays: by address
-// (RelayNets) or by host name; a RelayHosts entry starting with "." matches
-// every host below that domain.
+// (RelayNets: the client address of the from clause, or the IP literal of
+// the by clause, which the caller passes as ip) or by host name; a
+// RelayHosts entry starting with "." matches every host below that domain.
 func (e *Engine) RelayMatch(by string, ip netip.Addr) (string, bool) {
 	if n, ok := inNets(ip, e.S.RelayNets); ok {
 		return n.String(), true

@@ -60,21 +60,25 @@ func TestRcpt(t *testing.T) {
 	}{
 		{"ordinary mail", cleanIP, "alice@remote.test", "bob@example.org", false, false, Accept, Accept, nil},
 		{"bounce, valid tag", cleanIP, "", "bob+prvs=0123abcdef@example.org", false, false, Accept, Accept, []string{"batv:ok"}},
-		{"bounce, missing tag", cleanIP, "", "bob@example.org", false, false, Reject, Reject, []string{"batv:missing"}},
-		{"bounce, missing tag, grace window", cleanIP, "", "bob@example.org", false, true, Accept, Accept, []string{"batv:missing"}},
+		// A missing tag is decided at end of message: it may be a read receipt, an auto-reply or a callout.
+		{"bounce, missing tag: decided at EOM", cleanIP, "", "bob@example.org", false, false, Accept, Accept, nil},
 		{"bounce, bad tag", cleanIP, "", "bob+prvs=9999999999@example.org", false, false, Reject, Reject, []string{"batv:bad"}},
 		{"bounce, expired tag", cleanIP, "", "bob+prvs=0000000000@example.org", false, false, Accept, Accept, []string{"batv:expired"}},
-		{"postmaster sender is bounce class", cleanIP, "Postmaster@remote.test", "bob@example.org", false, false, Reject, Reject, []string{"batv:missing"}},
+		{"postmaster sender is bounce class", cleanIP, "Postmaster@remote.test", "bob+prvs=9999999999@example.org", false, false, Reject, Reject, []string{"batv:bad"}},
 		{"bounce to a non-local domain: no BATV", cleanIP, "", "bob@elsewhere.test", false, false, Accept, Accept, nil},
 		{"listed client, bounce", listedIP, "", "bob+prvs=0123abcdef@example.org", false, false, Accept, Accept, []string{"batv:ok", "dnsbl:any.bl.test", "dnsbl:bounce.backscatter.test"}},
 		{"listed client, normal sender: safe mode zone skipped", listedIP, "alice@remote.test", "bob@example.org", false, false, Accept, Accept, []string{"dnsbl:any.bl.test"}},
-		{"observe mode never rejects", cleanIP, "", "bob@example.org", true, false, Accept, Reject, []string{"batv:missing"}},
+		{"observe mode never rejects", cleanIP, "", "bob+prvs=9999999999@example.org", true, false, Accept, Reject, []string{"batv:bad"}},
+		{"no_bounces address", cleanIP, "", "noreply+prvs=0123abcdef@example.org", false, false, Reject, Reject, []string{"batv:ok", "rcpt:no-bounces"}},
+		{"no_bounces domain", cleanIP, "MAILER-DAEMON@remote.test", "x@receive-only.example.org", false, false, Reject, Reject, []string{"rcpt:no-bounces"}},
+		{"no_bounces does not apply to ordinary mail", cleanIP, "alice@remote.test", "noreply@example.org", false, false, Accept, Accept, nil},
 		{"trusted network is outbound: not scored", trustedIP, "", "bob@example.org", false, false, Accept, Accept, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
 			e.Tagger = fakeTagger{grace: c.grace}
+			e.S.NoBounces = []string{"noreply@example.org", "receive-only.example.org"}
 			if c.observe {
 				e.S.Mode = Observe
 			}
@@ -119,15 +123,13 @@ func TestPerRecipientDecision(t *testing.T) {
 	e := testEngine()
 	tx := begin(e, cleanIP, "")
 	ok := e.Rcpt(context.Background(), tx, "bob+prvs=0123abcdef@example.org", "")
-	bad := e.Rcpt(context.Background(), tx, "carol@example.org", "")
-	if ok.Action != Accept || bad.Action != Reject {
-		t.Fatalf("got %v and %v, want accept and reject", ok.Action, bad.Action)
+	bad := e.Rcpt(context.Background(), tx, "carol+prvs=9999999999@example.org", "")
+	missing := e.Rcpt(context.Background(), tx, "dave@example.org", "")
+	if ok.Action != Accept || bad.Action != Reject || missing.Action != Accept {
+		t.Fatalf("got %v, %v and %v, want accept, reject and accept (decided at EOM)", ok.Action, bad.Action, missing.Action)
 	}
-	if !bad.Evidence.Has(EvBounceMultiRcpt) {
-		t.Errorf("second recipient of a null sender: evidence %v lacks %s", bad.Evidence, EvBounceMultiRcpt)
-	}
-	if len(tx.Recipients) != 1 || tx.Recipients[0].Addr != "bob+prvs=0123abcdef@example.org" {
-		t.Errorf("recipients %v", tx.Recipients)
+	if len(tx.Recipients) != 2 || tx.Recipients[0].Tag != TagOK || tx.Recipients[1].Tag != TagMissing {
+		t.Errorf("recipients %+v", tx.Recipients)
 	}
 }
 

@@ -166,7 +166,7 @@ func TestEndNDRSuppression(t *testing.T) {
 	cases := []struct {
 		name, sender, rcptArgs, mailArgs string
 		spfFailOnly                      bool
-		wantNDR                          string
+		wantNDR                          NDROutcome
 		wantArgs                         string
 		wantMailArgs                     string // "" = no ChangeFrom
 	}{
@@ -209,8 +209,10 @@ func TestEndNDRSuppression(t *testing.T) {
 func TestNullSenderNeverRewritten(t *testing.T) {
 	e := testEngine()
 	v := endBounce(t, e, cleanIP, "bob+prvs=0123abcdef@example.org", "sent-1@example.org", "x.test")
-	if len(v.Mods.RcptRewrites) != 0 || v.NDR != "" {
-		t.Fatalf("null sender rewritten: %+v", v.Mods)
+	// The only rewrite is the verified tag's removal, parameters unchanged.
+	want := RcptRewrite{Addr: "bob+prvs=0123abcdef@example.org", NewAddr: "bob@example.org"}
+	if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want || v.NDR != NDRUntouched {
+		t.Fatalf("null sender rewritten: %+v, NDR %q", v.Mods, v.NDR)
 	}
 }
 

@@ -10,22 +10,32 @@ import (
 // metrics labels and in the weights configuration, so they are stable.
 const (
 	EvBATVOK          = "batv:ok"           // the recipient carries a valid tag we made
-	EvBATVMissing     = "batv:missing"      // bounce-class mail to an untagged local address
+	EvBATVMissing     = "batv:missing"      // a bounce (failure/delay DSN, text NDR) to an untagged local address
 	EvBATVBad         = "batv:bad"          // a tag that does not verify: forged
 	EvBATVExpired     = "batv:expired"      // a tag past its lifetime
 	EvBounceOurs      = "bounce:ours"       // the bounced original's Message-ID is in our sent log
-	EvBounceOursRelay = "bounce:ours-relay" // the bounced original passed through one of our relays
+	EvBounceOursRelay = "bounce:ours-relay" // the returned original passed through one of our relays
 	EvBounceNotOurs   = "bounce:not-ours"   // original headers present, none of them ours
-	EvBounceMultiRcpt = "bounce:multi-rcpt" // null sender with several recipients
-	EvAutoreplyOurs   = "autoreply:ours"    // auto-reply to a message in our sent log
+	EvBounceMultiRcpt = "bounce:multi-rcpt" // a bounce from the null sender with several recipients
+	EvAutoreplyOurs   = "autoreply:ours"    // auto-reply (or challenge) to a message in our sent log
 	EvAutoreplyNot    = "autoreply:not-ours"
-	EvCallout         = "callout" // null-sender transaction that ended without DATA
-	EvDNSBLPrefix     = "dnsbl:"  // dnsbl:<zone>
+	EvMDNOurs         = "mdn:ours"        // read receipt (RFC 8098) for a message in our sent log
+	EvMDNNot          = "mdn:not-ours"    // read receipt that references nothing we sent
+	EvNoBounces       = "rcpt:no-bounces" // bounce-class mail to an address listed in no_bounces
+	EvCallout         = "callout"         // null-sender transaction that ended without DATA
+	EvDNSBLPrefix     = "dnsbl:"          // dnsbl:<zone>
+
+	// Evidence of the internal-bounce role: it decides on proof of forgery,
+	// not on a score, so these weigh 0 and are not configurable.
+	EvNDRForged        = "ndr:forged-sender"        // the original's return path failed authentication
+	EvNDRAuthenticated = "ndr:authenticated-sender" // it passed: the NDR goes out
 )
 
 // DefaultWeights are tuned so that no single soft signal rejects, a forged
-// bounce with BATV on is rejected at RCPT, and proof that a bounce is ours
-// outweighs anything but a deliberate operator choice.
+// tag is rejected at RCPT and an untagged bounce with BATV on at end of
+// message, and proof that a bounce is ours outweighs anything but a
+// deliberate operator choice. rcpt:no-bounces outweighs every proof: the
+// operator said those addresses never send mail, so nothing can answer them.
 func DefaultWeights() map[string]int {
 	return map[string]int{
 		EvBATVOK:          -10,
@@ -38,6 +48,9 @@ func DefaultWeights() map[string]int {
 		EvBounceMultiRcpt: 3,
 		EvAutoreplyOurs:   -10,
 		EvAutoreplyNot:    4,
+		EvMDNOurs:         -10,
+		EvMDNNot:          4,
+		EvNoBounces:       100,
 		EvCallout:         0,
 	}
 }
@@ -76,6 +89,20 @@ func (es Evidences) Has(name string) bool {
 		}
 	}
 	return false
+}
+
+// Top returns the evidence that weighs most against the message (the first
+// one on a tie), and false when nothing weighs against it. The reject text
+// and the report's "deciding evidence" both name it.
+func (es Evidences) Top() (Evidence, bool) {
+	var top Evidence
+	found := false
+	for _, e := range es {
+		if e.Weight > 0 && (!found || e.Weight > top.Weight) {
+			top, found = e, true
+		}
+	}
+	return top, found
 }
 
 // Names lists the evidence names, sorted, for compact display.

@@ -45,6 +45,14 @@ func (fakeTagger) Verify(addr string) TagStatus {
 	return TagMissing
 }
 func (f fakeTagger) Grace(time.Time) bool { return f.grace }
+func (fakeTagger) Strip(addr string) string {
+	if i := strings.Index(addr, "+prvs="); i >= 0 {
+		if j := strings.LastIndexByte(addr, '@'); j > i {
+			return addr[:i] + addr[j:]
+		}
+	}
+	return addr
+}
 
 type fakeSent struct {
 	mu  sync.Mutex

@@ -11,12 +11,6 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
 
-// Evidence of the internal-bounce role.
-const (
-	EvNDRForged        = "ndr:forged-sender"        // the original's return path failed authentication
-	EvNDRAuthenticated = "ndr:authenticated-sender" // it passed: the NDR goes out
-)
-
 // AuthMemory remembers the return-path verdict of inbound messages by queue
 // ID, so that when Postfix later writes an NDR for one of them (the DSN
 // carries the queue ID), the internal-bounce role knows whether the sender
@@ -129,13 +123,7 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 		v.Notes = append(v.Notes, "no proof of forgery: the NDR goes out ("+string(res)+" "+how+")")
 	}
 	v.Auth = res
-	v.Action = v.Would
-	if v.Action != Accept && v.Action != Discard && v.Action != Quarantine {
-		v.Action = Quarantine // never reject or tempfail here (see Settings.InternalBounceAction)
-	}
-	if e.S.Mode == Observe {
-		v.Action = Accept
-	}
+	e.act(v)
 	if v.Action == Quarantine {
 		v.Mods.QuarantineReason = "NDR to a forged sender: " + how
 	}

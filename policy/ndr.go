@@ -42,7 +42,7 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 			args := SetNotify(r.Args, "NEVER")
 			v.Mods.RcptRewrites = append(v.Mods.RcptRewrites, RcptRewrite{Addr: r.Addr, OldArgs: r.Args, NewArgs: args})
 		}
-		v.NDR = "suppressed"
+		v.NDR = NDRSuppressed
 	case e.S.NDR.StripSuccessDSN && !authenticated:
 		for _, r := range t.Recipients {
 			if args, changed := stripSuccessNotify(r.Args); changed {
@@ -50,22 +50,19 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 			}
 		}
 		if len(v.Mods.RcptRewrites) > 0 {
-			v.NDR = "success-dsn-stripped"
+			v.NDR = NDRSuccessDSNStripped
 		}
 	default:
 		return
 	}
-	if e.S.Mode == Observe {
-		// Observe mode changes nothing about delivery: say what would be done.
-		v.NDR = "would-be-" + v.NDR
-		v.Mods.RcptRewrites = nil
+	if !e.enforceNDR(v) {
 		return
 	}
 	if e.S.NDR.StripSuccessDSN {
 		if args, changed := retHeadersOnly(t.SenderArgs); changed {
 			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = t.Sender, args, true
-			if v.NDR == "" {
-				v.NDR = "success-dsn-stripped"
+			if v.NDR == NDRUntouched {
+				v.NDR = NDRSuccessDSNStripped
 			}
 		}
 	}

@@ -57,9 +57,15 @@ type Settings struct {
 	Weights         map[string]int // overrides of DefaultWeights
 	GraceWeight     int            // weight of batv:missing during the BATV grace window
 	Allow           Allowlist
-	NDR             NDR
-	BodyMax         int    // bytes of body kept for parsing
-	HeaderName      string // the tag header, default X-Backscatter
+	// NoBounces are addresses and domains that never send mail: any
+	// bounce-class mail to them is refused at RCPT (entries as Allowlist's).
+	NoBounces []string
+	// SignExempt are recipient addresses and domains whose systems key on
+	// the envelope sender: mail to them goes out unsigned (still recorded).
+	SignExempt []string
+	NDR        NDR
+	BodyMax    int    // bytes of body kept for parsing
+	HeaderName string // the tag header, default X-Backscatter
 	// InternalBounceAction is what the internal-bounce role does with an NDR
 	// to a forged sender: Discard or Quarantine (never Reject or Tempfail).
 	InternalBounceAction Action
@@ -98,6 +104,41 @@ func (s *Settings) isLocal(domain string) bool {
 		}
 	}
 	return false
+}
+
+// LocalMailers are the {rcpt_mailer} values of local delivery: Postfix's
+// local(8), virtual(8) and LMTP to the mailbox server, Sendmail's local.
+var LocalMailers = []string{"local", "virtual", "lmtp"}
+
+// deliveredHere reports whether the MTA delivers r to our own mailboxes
+// although its domain is not one of local_domains: the domain is an address
+// literal of the address the client connected to (alice@[192.0.2.1]), or
+// the MTA named a local delivery agent for it.
+func deliveredHere(t *Transaction, r *Recipient) bool {
+	for _, m := range LocalMailers {
+		if strings.EqualFold(r.Mailer, m) {
+			return true
+		}
+	}
+	ip, ok := addressLiteral(Domain(r.Addr))
+	return ok && t.LocalIP.IsValid() && ip == t.LocalIP.Unmap()
+}
+
+// addressLiteral parses an RFC 5321 address literal domain: [192.0.2.1]
+// or [IPv6:2001:db8::1].
+func addressLiteral(dom string) (netip.Addr, bool) {
+	if len(dom) < 3 || dom[0] != '[' || dom[len(dom)-1] != ']' {
+		return netip.Addr{}, false
+	}
+	lit := dom[1 : len(dom)-1]
+	if len(lit) > 5 && strings.EqualFold(lit[:5], "ipv6:") {
+		lit = lit[5:]
+	}
+	ip, err := netip.ParseAddr(lit)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
 }
 
 func inNets(ip netip.Addr, nets []netip.Prefix) (netip.Prefix, bool) {

@@ -46,6 +46,9 @@ type Tagger interface {
 	Enabled(domain string) bool
 	Sign(addr string) (string, error)
 	Verify(addr string) TagStatus
+	// Strip returns addr without its tag (addr itself when it has none):
+	// a verified tag is removed before delivery.
+	Strip(addr string) string
 	// Grace reports whether unsigned bounces are still only scored lightly
 	// (the grace window after BATV was switched on).
 	Grace(now time.Time) bool

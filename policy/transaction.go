@@ -12,11 +12,16 @@ type Header struct {
 	Value string
 }
 
-// Recipient is an envelope recipient with its ESMTP parameters as given in RCPT TO.
+// Recipient is an envelope recipient with its ESMTP parameters as given in
+// RCPT TO, and what the policy found about it at RCPT.
 type Recipient struct {
-	Addr     string
-	Args     string    // e.g. "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"
-	Evidence Evidences // recipient-level evidence found at RCPT (BATV)
+	Addr   string
+	Args   string // e.g. "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"
+	Mailer string // the MTA's delivery agent for it ({rcpt_mailer}: "local", "smtp", …), if given
+
+	Evidence Evidences // recipient-level evidence found at RCPT (BATV, no_bounces)
+	Tag      TagStatus // BATV state of the address; "" when BATV does not apply to it
+	Allowed  bool      // in allowlist.recipients: never scored
 }
 
 // Connection is what is known about the SMTP client before MAIL FROM.
@@ -24,6 +29,9 @@ type Connection struct {
 	ClientIP   netip.Addr // invalid when unknown (e.g. a local submission)
 	ClientName string
 	Helo       string
+	// LocalIP is the address the client connected to ({daemon_addr}):
+	// an address literal naming it is delivered here.
+	LocalIP netip.Addr
 }
 
 // Transaction is one message as the policy sees it. Package milter fills it
@@ -46,7 +54,7 @@ type Transaction struct {
 	DataSeen   bool   // the client reached DATA
 	Started    time.Time
 
-	global  Evidences // transaction-level RCPT-time evidence (DNSBL, multi-rcpt)
+	global  Evidences // transaction-level RCPT-time evidence (DNSBL)
 	lists   PendingLists
 	listsOK bool // lists were waited for and global holds them
 	spf     chan spfAnswer
@@ -60,6 +68,12 @@ type spfAnswer struct {
 
 // NullSender reports whether the envelope sender is <>.
 func (t *Transaction) NullSender() bool { return t.Sender == "" }
+
+// Callout reports whether the transaction is a sender-verification probe:
+// inbound, bounce-class, and ended after RCPT without DATA.
+func (t *Transaction) Callout() bool {
+	return !t.DataSeen && t.Direction == Inbound && t.BounceClass() && len(t.Recipients)+len(t.Rejected) > 0
+}
 
 // BounceClass reports whether the sender is one bounces and callouts come
 // from: <>, postmaster@ or mailer-daemon@ (case-insensitive).

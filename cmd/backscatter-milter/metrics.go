@@ -126,7 +126,7 @@ func (o metricsObserver) Verdict(t *policy.Transaction, v *policy.Verdict) {
 	}
 	o.m.messages.WithLabelValues(v.Action.String(), t.Direction.String(), v.Mode.String()).Inc()
 	if v.NDR != "" {
-		o.m.ndr.WithLabelValues(v.NDR).Inc()
+		o.m.ndr.WithLabelValues(string(v.NDR)).Inc()
 	}
 }
 func (o metricsObserver) SessionStart()     { o.m.sessions.Inc() }

@@ -342,7 +342,7 @@ func runThrough(ctx context.Context, eng *policy.Engine, cfg *config.Config, env
 func verdictView(v *policy.Verdict) testVerdict {
 	tv := testVerdict{Stage: string(v.Stage), Recipient: v.Recipient, Action: v.Action.String(), Would: v.Would.String(),
 		Mode: v.Mode.String(), Score: v.Score, Evidence: v.Evidence, Auth: string(v.Auth), AuthDetail: v.AuthWhy,
-		NDR: v.NDR, Notes: v.Notes}
+		NDR: string(v.NDR), Notes: v.Notes}
 	if tv.Evidence == nil {
 		tv.Evidence = []policy.Evidence{}
 	}

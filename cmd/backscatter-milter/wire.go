@@ -194,6 +194,7 @@ func (t tagger) Verify(addr string) policy.TagStatus {
 	}
 	return policy.TagBad
 }
+func (t tagger) Strip(addr string) string { return t.s.Strip(addr) }
 func (t tagger) Grace(now time.Time) bool { return !t.graceUntil.IsZero() && now.Before(t.graceUntil) }
 
 // returnPath presents an auth.Checker to the policy.

@@ -36,14 +36,6 @@ const (
 // Actions lists action names mildest first: the order of every table.
 var Actions = []string{"accept", "tag", "quarantine", "reject", "discard", "tempfail"}
 
-// NDR outcomes as the verdict line writes them; observe mode prefixes
-// what it would have done with observePrefix.
-const (
-	ndrSuppressed    = "suppressed"
-	ndrStripped      = "success-dsn-stripped"
-	ndrObservePrefix = "would-be-"
-)
-
 // Aggregator counts verdict lines. Feed it with Add or Read, then call
 // Report. It is not safe for concurrent use.
 type Aggregator struct {
@@ -305,25 +297,27 @@ func (a *Aggregator) message(l *Line) {
 	}
 }
 
-func (a *Aggregator) ndr(outcome string) {
+func (a *Aggregator) ndr(outcome policy.NDROutcome) {
 	n := &a.r.NDR
 	o := &a.r.Observe
 	switch outcome {
-	case "":
-	case ndrSuppressed:
+	case policy.NDRUntouched:
+	case policy.NDRSuppressed:
 		n.Suppressed++
-	case ndrStripped:
+	case policy.NDRSuccessDSNStripped:
 		n.SuccessDSNStripped++
-	case ndrObservePrefix + ndrSuppressed:
+	case policy.NDRWouldSuppress:
 		o.WouldSuppressNDR++
-	case ndrObservePrefix + ndrStripped:
+	case policy.NDRWouldStripSuccessDSN:
 		o.WouldStripSuccessDSN++
 	default:
 		if n.Other == nil {
 			n.Other = map[string]int{}
 		}
-		if len(n.Other) < 20 || n.Other[outcome] > 0 {
-			n.Other[shorten(outcome)]++
+		// An outcome this report has no row for (a newer milter's, or
+		// policy.NDRNotPossibleWithSendmail) is counted by name.
+		if len(n.Other) < 20 || n.Other[string(outcome)] > 0 {
+			n.Other[shorten(string(outcome))]++
 		}
 	}
 }
@@ -384,18 +378,14 @@ func cut(rcpts []string) []string {
 // something we sent.
 var realBounce = map[string]bool{
 	policy.EvBounceOurs: true, policy.EvBounceOursRelay: true, policy.EvBATVOK: true, policy.EvAutoreplyOurs: true,
+	policy.EvMDNOurs: true,
 }
 
-// deciding returns the evidence that weighed most (the first one on a tie,
-// as the milter's reject text picks it); only positive weights decide.
+// deciding returns the evidence that decided: the one the milter's reject
+// text names too (policy.Evidences.Top).
 func deciding(es []policy.Evidence) (string, bool) {
-	best, w := "", 0
-	for _, e := range es {
-		if e.Weight > w {
-			best, w = e.Name, e.Weight
-		}
-	}
-	return best, w > 0
+	top, ok := policy.Evidences(es).Top()
+	return top.Name, ok
 }
 
 func hasPrefix(es []policy.Evidence, p string) bool {

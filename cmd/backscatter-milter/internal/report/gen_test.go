@@ -317,19 +317,19 @@ func (g *generator) event() {
 		}
 	case 10: // NDR suppression or success-DSN stripping on unauthenticated mail, or what observe mode would do
 		t := g.tx(ip, "someone@forged.example", rcpt)
-		ndr := []string{"suppressed", "success-dsn-stripped", "would-be-suppressed", "would-be-success-dsn-stripped"}[g.rng.IntN(4)]
+		ndr := []policy.NDROutcome{policy.NDRSuppressed, policy.NDRSuccessDSNStripped, policy.NDRWouldSuppress, policy.NDRWouldStripSuccessDSN}[g.rng.IntN(4)]
 		mode := policy.Enforce
-		if strings.HasPrefix(ndr, "would-be-") {
+		if ndr == policy.NDRWouldSuppress || ndr == policy.NDRWouldStripSuccessDSN {
 			mode = policy.Observe
 		}
 		g.emit(t, &policy.Verdict{Stage: policy.StageEOM, Mode: mode, Auth: policy.Unauthenticated, AuthWhy: "spf=none", NDR: ndr}, func(w *want, at time.Time) {
 			message(w, at, "inbound", "accept")
 			switch ndr {
-			case "suppressed":
+			case policy.NDRSuppressed:
 				w.ndrSuppressed++
-			case "success-dsn-stripped":
+			case policy.NDRSuccessDSNStripped:
 				w.ndrStripped++
-			case "would-be-suppressed":
+			case policy.NDRWouldSuppress:
 				w.wouldSuppress++
 			default:
 				w.wouldStrip++

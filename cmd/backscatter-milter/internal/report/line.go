@@ -49,7 +49,7 @@ type Line struct {
 	Allowlisted   string
 	Auth          string
 	AuthDetail    string
-	NDR           string // "suppressed", "success-dsn-stripped", "would-be-…", … or ""
+	NDR           policy.NDROutcome // one of policy.NDROutcomes(), or a newer milter's
 	Reply         string
 	Notes         []string
 	DurationMS    float64
@@ -152,7 +152,7 @@ func (r *rawLine) line() (Line, error) {
 		Session: r.Session, QueueID: r.QueueID, Score: r.Score, Evidence: r.Evidence,
 		ClientIP: r.ClientIP, ClientName: r.ClientName, Helo: r.Helo,
 		Rcpts: r.Rcpts, RejectedRcpts: r.RejectedRcpts, Allowlisted: r.Allowlisted,
-		Auth: r.Auth, AuthDetail: r.AuthDetail, NDR: r.NDR, Reply: r.Reply, Notes: r.Notes, DurationMS: r.DurationMS,
+		Auth: r.Auth, AuthDetail: r.AuthDetail, NDR: policy.NDROutcome(r.NDR), Reply: r.Reply, Notes: r.Notes, DurationMS: r.DurationMS,
 	}
 	switch st := policy.Stage(r.Stage); st {
 	case policy.StageRcpt, policy.StageEOM, policy.StageCallout, policy.StageInternal:
