@@ -43,6 +43,7 @@ type Config struct {
 	Relays          []string       `mapstructure:"relays"`
 	Resolver        string         `mapstructure:"resolver"`
 	Allowlist       Allowlist      `mapstructure:"allowlist"`
+	NoBounces       []string       `mapstructure:"no_bounces"`
 	DNSBL           DNSBL          `mapstructure:"dnsbl"`
 	Thresholds      Thresholds     `mapstructure:"thresholds"`
 	Weights         map[string]int `mapstructure:"weights"`
@@ -109,6 +110,7 @@ type BATV struct {
 	GraceUntil  string    `mapstructure:"grace_until"`
 	GraceWeight int       `mapstructure:"grace_weight"`
 	Domains     []string  `mapstructure:"domains"`
+	SignExempt  []string  `mapstructure:"sign_exempt"`
 }
 
 type NDR struct {

@@ -135,7 +135,8 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		key  string
 		in   []string
 		dest *[]string
-	}{{"allowlist.senders", c.Allowlist.Senders, &s.Allow.Senders}, {"allowlist.recipients", c.Allowlist.Recipients, &s.Allow.Recipients}} {
+	}{{"allowlist.senders", c.Allowlist.Senders, &s.Allow.Senders}, {"allowlist.recipients", c.Allowlist.Recipients, &s.Allow.Recipients},
+		{"no_bounces", c.NoBounces, &s.NoBounces}, {"batv.sign_exempt", c.BATV.SignExempt, &s.SignExempt}} {
 		for i, a := range l.in {
 			if !validAddrOrDomain(a) {
 				bad(fmt.Sprintf("%s[%d]", l.key, i), "%q: want user@domain, @domain or domain", a)
