@@ -46,18 +46,19 @@ func TestPostfixEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("forged bounce rejected at RCPT, tagged recipient of the same transaction accepted", func(t *testing.T) {
-		r := outside(mtatest.SMTPMessage{From: "<>", To: []string{"bob@example.org", tagged},
+	t.Run("forged tag rejected at RCPT, tagged recipient of the same transaction accepted", func(t *testing.T) {
+		forged := forgeTag(tagged)
+		r := outside(mtatest.SMTPMessage{From: "<>", To: []string{forged, tagged},
 			Data: dsnFor("bob@example.org", "unknown-1@example.org", "spam.remote.test", "198.51.100.9")})
 		mr := r.Messages[0]
 		if mr.Rcpts[0].Code != 550 || !strings.Contains(mr.Rcpts[0].Text, "BATV") {
-			t.Errorf("untagged recipient: %s, want 550 naming BATV", mr.Rcpts[0])
+			t.Errorf("forged tag: %s, want 550 naming BATV", mr.Rcpts[0])
 		}
 		if mr.Rcpts[1].Class() != 2 || !mr.Accepted() {
 			t.Errorf("tagged recipient: %s", mr)
 		}
 		rej := m.waitVerdict(t, "rcpt reject", func(v verdict) bool { return v.Stage == "rcpt" && v.Action == "reject" })
-		if !rej.has("batv:missing") || len(rej.Rcpts) != 1 || rej.Rcpts[0] != "bob@example.org" {
+		if !rej.has("batv:bad") || len(rej.Rcpts) != 1 || rej.Rcpts[0] != forged {
 			t.Errorf("rcpt verdict %s", rej)
 		}
 		final := m.waitVerdict(t, "final of same session", func(v verdict) bool { return v.Session == rej.Session && v.Stage == "eom" })

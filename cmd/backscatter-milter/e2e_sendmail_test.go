@@ -64,12 +64,12 @@ func TestSendmailEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("forged bounce rejected at RCPT, tagged recipient accepted", func(t *testing.T) {
-		r := outside(mtatest.SMTPMessage{From: "<>", To: []string{"bob@example.org", tagged},
+	t.Run("forged tag rejected at RCPT, tagged recipient accepted", func(t *testing.T) {
+		r := outside(mtatest.SMTPMessage{From: "<>", To: []string{forgeTag(tagged), tagged},
 			Data: dsnFor("bob@example.org", "unknown-1@example.org", "spam.remote.test", "198.51.100.9")})
 		mr := r.Messages[0]
 		if mr.Rcpts[0].Code != 550 || !strings.Contains(mr.Rcpts[0].Text, "BATV") {
-			t.Errorf("untagged recipient: %s", mr.Rcpts[0])
+			t.Errorf("forged tag: %s", mr.Rcpts[0])
 		}
 		if mr.Rcpts[1].Class() != 2 || !mr.Accepted() {
 			t.Errorf("tagged recipient: %s", mr)
