@@ -140,10 +140,6 @@ func (e *Engine) judgeRecipients(t *Transaction, v *Verdict, content Evidences, 
 	}
 	js := make([]judged, 0, len(t.Recipients))
 	for _, r := range t.Recipients {
-		if r.Allowed {
-			js = append(js, judged{addr: r.Addr, action: Accept})
-			continue
-		}
 		ev := append(append(Evidences{}, t.global...), r.Evidence...)
 		if isBounce && r.Tag == TagMissing {
 			ev = append(ev, e.tagEvidence(TagMissing))

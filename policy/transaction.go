@@ -21,7 +21,7 @@ type Recipient struct {
 
 	Evidence Evidences // recipient-level evidence found at RCPT (BATV, no_bounces)
 	Tag      TagStatus // BATV state of the address; "" when BATV does not apply to it
-	Allowed  bool      // in allowlist.recipients: never scored
+	Allowed  bool      // in allowlist.recipients: never refused at RCPT, no recipient evidence
 }
 
 // Connection is what is known about the SMTP client before MAIL FROM.

@@ -61,7 +61,7 @@ type soakKind int
 
 const (
 	kindOrdinary       soakKind = iota // inbound mail from an SPF-pass domain
-	kindForgedBATV                     // forged bounce to an untagged address of a BATV domain: 550 at RCPT
+	kindForgedBATV                     // forged bounce to an untagged address of a BATV domain: 550 at end of DATA
 	kindForgedHold                     // forged bounce to a domain without BATV: quarantined
 	kindRealBounce                     // bounce to a BATV-signed address of mail that passed our relay
 	kindForgedListed                   // forged bounce from the DNSBL-listed client: 550 (hold when DNS fails)
