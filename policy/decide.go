@@ -134,7 +134,9 @@ type judged struct {
 // quarantine, the whole message is held instead, so no recipient rides on
 // another's proof and nothing is lost (a real bounce has one recipient).
 func (e *Engine) judgeRecipients(t *Transaction, v *Verdict, content Evidences, isBounce bool) {
-	if len(t.Recipients) == 0 {
+	if !ownEvidence(t, isBounce) {
+		// The common case: no recipient has evidence of its own, so every
+		// recipient's verdict is the message's.
 		e.score(v, append(append(Evidences{}, t.global...), content...))
 		return
 	}
@@ -170,4 +172,14 @@ func (e *Engine) judgeRecipients(t *Transaction, v *Verdict, content Evidences, 
 		v.Notes = append(v.Notes, note)
 	}
 	v.Evidence, v.Score, v.Would = decided.ev, decided.ev.Score(), decided.action
+}
+
+// ownEvidence reports whether any recipient has evidence of its own.
+func ownEvidence(t *Transaction, isBounce bool) bool {
+	for _, r := range t.Recipients {
+		if len(r.Evidence) > 0 || isBounce && r.Tag == TagMissing {
+			return true
+		}
+	}
+	return false
 }
