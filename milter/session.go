@@ -369,7 +369,11 @@ func (s *session) apply(m gomilter.Modifier, v *policy.Verdict) *gomilter.Respon
 			fail("delete recipient", err)
 			continue
 		}
-		fail("add recipient", m.AddRecipient(gomilter.AddAngle(rw.To()), rw.NewArgs))
+		if err := m.AddRecipient(gomilter.AddAngle(rw.To()), rw.NewArgs); err != nil {
+			fail("add recipient", err)
+			// Never leave a recipient deleted: put the original back.
+			fail("restore recipient", m.AddRecipient(gomilter.AddAngle(rw.Addr), rw.OldArgs))
+		}
 	}
 	if v.Action == policy.Quarantine {
 		if err := m.Quarantine(v.Mods.QuarantineReason); err != nil {
