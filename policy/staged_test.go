@@ -417,3 +417,28 @@ func TestNDROutcomes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAddressLiteral: the address-literal reader never panics, and what it
+// accepts is a plain (unmapped, zoneless) address that round-trips.
+func FuzzAddressLiteral(f *testing.F) {
+	for _, s := range []string{"[127.0.0.1]", "[IPv6:2001:db8::1]", "[ipv6:::ffff:192.0.2.1]", "[]", "[", "[fe80::1%eth0]", "example.org", "[IPv6:]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dom string) {
+		ip, ok := addressLiteral(dom)
+		if !ok {
+			return
+		}
+		if !ip.IsValid() || ip.Is4In6() || ip.Zone() != "" {
+			t.Fatalf("%q gave %v", dom, ip)
+		}
+		lit := "[" + ip.String() + "]"
+		if ip.Is6() {
+			lit = "[IPv6:" + ip.String() + "]"
+		}
+		if again, ok := addressLiteral(lit); !ok || again != ip {
+			t.Fatalf("%q: %v does not round-trip through %q", dom, ip, lit)
+		}
+		_ = mayBeTagged(dom)
+	})
+}
