@@ -55,6 +55,16 @@ func DefaultWeights() map[string]int {
 	}
 }
 
+// ProvesOurs reports whether evidence name proves that inbound mail
+// answers something we sent (a valid tag, the sent log, our relays).
+func ProvesOurs(name string) bool {
+	switch name {
+	case EvBATVOK, EvBounceOurs, EvBounceOursRelay, EvAutoreplyOurs, EvMDNOurs:
+		return true
+	}
+	return false
+}
+
 // Evidence is one named, weighted reason.
 type Evidence struct {
 	Name   string `json:"name"`

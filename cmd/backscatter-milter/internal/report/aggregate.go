@@ -288,7 +288,7 @@ func (a *Aggregator) message(l *Line) {
 			a.once(l, inObserveSources, &a.observeSources)
 		}
 		for _, e := range l.Evidence {
-			if realBounce[e.Name] {
+			if policy.ProvesOurs(e.Name) {
 				r.Backscatter.RealBouncesDelivered++
 				r.Backscatter.RealBouncesBy[e.Name]++
 				break
@@ -372,13 +372,6 @@ func cut(rcpts []string) []string {
 		out = append(out, clip(r))
 	}
 	return out
-}
-
-// realBounce names the evidence that proves inbound bounce-class mail answers
-// something we sent.
-var realBounce = map[string]bool{
-	policy.EvBounceOurs: true, policy.EvBounceOursRelay: true, policy.EvBATVOK: true, policy.EvAutoreplyOurs: true,
-	policy.EvMDNOurs: true,
 }
 
 // deciding returns the evidence that decided: the one the milter's reject
