@@ -77,6 +77,12 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 		v.Notes = append(v.Notes, "no original headers in the bounce: no evidence either way")
 		return nil
 	}
+	if rep.OriginalMessageID == "" && len(rep.Received) == 0 {
+		// Nothing in what came back could have proved it ours, so its
+		// absence proves nothing either.
+		v.Notes = append(v.Notes, "original headers carry no Message-ID and no Received: no evidence either way")
+		return nil
+	}
 	if storeFailed {
 		// "Not ours" needs the sent log's answer: a failed lookup is no
 		// evidence either way (fail open), never a reason to hold.
