@@ -492,6 +492,46 @@ func TestAbort(t *testing.T) {
 		wantField(t, h.waitVerdicts(1)[0], "stage", "callout")
 	})
 
+	t.Run("an untagged callout gets 250: a missing tag is decided at end of message", func(t *testing.T) {
+		h := start(t, testEngine(), nil)
+		macros := gomilter.NewMacroBag()
+		s := h.conn(macros, cleanIP, "probe.remote.test")
+		mustAct(t)(s.Mail("", ""))
+		a, err := s.Rcpt("dora@example.org", "")
+		if err != nil || a.Type != gomilter.ActionContinue {
+			t.Fatalf("RCPT: %+v %v", a, err)
+		}
+		s.Close()
+		vs := h.waitVerdicts(1)
+		wantField(t, vs[0], "stage", "callout")
+		if len(h.verdicts()) != 1 {
+			t.Errorf("want one line, the callout: %v", h.verdicts())
+		}
+	})
+
+	t.Run("an NDR the MTA drops in the internal role is no callout", func(t *testing.T) {
+		h := start(t, testEngine(), func(o *milter.Options) { o.Role = milter.RoleInternalBounce })
+		macros := gomilter.NewMacroBag()
+		macros.Set(gomilter.MacroQueueId, "4NDR2")
+		s := h.conn(macros, "127.0.0.1", "localhost")
+		mustAct(t)(s.Mail("", ""))
+		mustAct(t)(s.Rcpt("victim@remote.test", ""))
+		if err := s.Abort(nil); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(h.json.String(), "ndr dropped by the MTA") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no dropped-NDR line:\n%s", h.json.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if vs := h.verdicts(); len(vs) != 0 {
+			t.Errorf("the dropped NDR got a verdict: %v", vs)
+		}
+	})
+
 	t.Run("ordinary sender aborted after RCPT is no callout", func(t *testing.T) {
 		h := start(t, testEngine(), nil)
 		macros := gomilter.NewMacroBag()
