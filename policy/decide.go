@@ -19,18 +19,26 @@ import (
 //	                                                                       on proof of forgery, else accept; never
 //	                                                                       reject or tempfail
 
-// Outcome maps evidence to score and action at stage: it sets v.Evidence,
-// v.Score and v.Would. Only the internal-bounce role decides on proof rather
-// than on a score; its would comes from the caller.
+// score maps evidence to score and action at v.Stage: it sets v.Evidence,
+// v.Score and v.Would. The internal-bounce role decides on proof rather
+// than on a score: proof of a forged sender gets the configured action.
 func (e *Engine) score(v *Verdict, ev Evidences) {
 	v.Evidence, v.Score = ev, ev.Score()
-	v.Would = e.S.Thresholds.Action(v.Score)
-	if v.Stage == StageRcpt && v.Would != Reject {
+	switch v.Stage {
+	case StageInternal:
+		v.Would = Accept
+		if ev.Has(EvNDRForged) {
+			v.Would = e.S.InternalBounceAction
+		}
+	case StageCallout:
+		v.Would = Accept // nothing is left to act on
+	case StageRcpt:
 		// Tag and quarantine act on a message, not on a recipient.
-		v.Would = Accept
-	}
-	if v.Stage == StageCallout {
-		v.Would = Accept
+		if v.Would = e.S.Thresholds.Action(v.Score); v.Would != Reject {
+			v.Would = Accept
+		}
+	default:
+		v.Would = e.S.Thresholds.Action(v.Score)
 	}
 }
 

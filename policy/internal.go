@@ -110,19 +110,20 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 			}
 		}
 	}
+	var ev Evidences
 	switch {
 	// An unauthenticated (not forged) sender counts only when the inbound
 	// milter judged that message itself, under the operator's rule that
 	// unauthenticated senders get no NDR.
 	case res == Forged || res == Unauthenticated && remembered && !e.S.NDR.SPFFailOnly:
-		v.Evidence = Evidences{{Name: EvNDRForged, Weight: 0, Detail: how}}
-		v.Would = e.S.InternalBounceAction
+		ev = Evidences{{Name: EvNDRForged, Weight: 0, Detail: how}}
 	case res == Authenticated:
-		v.Evidence = Evidences{{Name: EvNDRAuthenticated, Weight: 0, Detail: how}}
+		ev = Evidences{{Name: EvNDRAuthenticated, Weight: 0, Detail: how}}
 	default:
 		v.Notes = append(v.Notes, "no proof of forgery: the NDR goes out ("+string(res)+" "+how+")")
 	}
 	v.Auth = res
+	e.score(v, ev)
 	e.act(v)
 	if v.Action == Quarantine {
 		v.Mods.QuarantineReason = "NDR to a forged sender: " + how
