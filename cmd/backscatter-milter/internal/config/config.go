@@ -162,6 +162,7 @@ type Log struct {
 	Format string `mapstructure:"format"`
 	Level  string `mapstructure:"level"`
 	File   string `mapstructure:"file"`
+	Syslog string `mapstructure:"syslog"` // facility, e.g. mail; "" = no syslog
 }
 
 type Metrics struct {

@@ -305,6 +305,9 @@ func (c *Config) Compile() (*Compiled, Problems) {
 	default:
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
+	if _, ok := SyslogFacility(c.Log.Syslog); c.Log.Syslog != "" && !ok {
+		bad("log.syslog", "%q: want a syslog facility (%s), or empty for none", c.Log.Syslog, strings.Join(slices.Sorted(maps.Keys(syslogFacilities)), ", "))
+	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := splitHostPortLoose(c.Metrics.Listen); err != nil {
 			bad("metrics.listen", "%q: want host:port, or empty to disable", c.Metrics.Listen)
