@@ -232,7 +232,7 @@ func TestSyslogMail(t *testing.T) {
 
 	want := []struct{ pri, substr string }{
 		{"<22>", `"msg":"verdict","queue_id":"4XYZ123ABC","action":"quarantine"`}, // mail (2)*8 + info (6)
-		{"<20>", `"msg":"dns trouble"`}, // mail*8 + warning (4)
+		{"<20>", `"msg":"dns trouble"`},                                           // mail*8 + warning (4)
 	}
 	buf := make([]byte, 4096)
 	for _, w := range want {
