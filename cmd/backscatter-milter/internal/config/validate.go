@@ -245,12 +245,14 @@ func (c *Config) Compile() (*Compiled, Problems) {
 				bad(key+".id", "%d: key numbers are 0-9", k.ID)
 				continue
 			}
+			// A key whose file cannot be read is still listed: its file
+			// is the one error, not current_key as well.
+			haveCurrent = haveCurrent || k.ID == b.CurrentKey
 			secret, err := batv.LoadKeyFile(k.File)
 			if err != nil {
 				bad(key+".file", "%v", err)
 				continue
 			}
-			haveCurrent = haveCurrent || k.ID == b.CurrentKey
 			out.BATVKeys = append(out.BATVKeys, batv.Key{ID: k.ID, Secret: secret})
 		}
 		if len(b.Keys) > 0 && !haveCurrent {
