@@ -17,6 +17,9 @@ const (
 	unitFile      = "dist/backscatter-milter.service"
 	exampleConfig = "dist/config.example.yaml"
 	installedBin  = "/usr/local/bin/backscatter-milter"
+	// debianSocket is where the shipped configuration listens: inside the
+	// queue directory of Debian's chrooted Postfix.
+	debianSocket = "/var/spool/postfix/backscatter-milter/milter.sock"
 )
 
 // TestSystemdUnitVerifies runs systemd-analyze verify on the unit, with the
@@ -73,8 +76,11 @@ func TestSystemdUnitSandbox(t *testing.T) {
 	}
 }
 
-// TestExampleConfigLoads: the annotated example is valid as shipped and
-// names every key of the built-in defaults.
+// TestExampleConfigLoads: the shipped configuration (the package's
+// conffile, make install's config.yaml) is valid as it is, in observe mode,
+// listening where a chrooted Postfix reaches it, with nothing else live; and
+// with every example uncommented it is valid too and names every key of the
+// built-in defaults.
 func TestExampleConfigLoads(t *testing.T) {
 	for _, k := range os.Environ() {
 		if strings.HasPrefix(k, config.EnvPrefix+"_") {
@@ -88,16 +94,64 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Mode != "observe" {
 		t.Errorf("the example should start in observe mode, has %q", cfg.Mode)
 	}
+	if cfg.Listen != "unix:"+debianSocket {
+		t.Errorf("the example listens on %q, want unix:%s", cfg.Listen, debianSocket)
+	}
 	example, err := os.ReadFile(exampleConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	have := leafKeys(t, example)
+	var live map[string]any
+	if err := yaml.Unmarshal(example, &live); err != nil {
+		t.Fatal(err)
+	}
+	for k := range live {
+		if !slices.Contains([]string{"listen", "socket", "mode", "log"}, k) {
+			t.Errorf("example value %s is live: comment it out", k)
+		}
+	}
+
+	uncommented := uncommentExamples(example)
+	// The example's key file does not exist here: point it at one that does.
+	keyFile, _ := writeKey(t)
+	uncommented = []byte(strings.ReplaceAll(string(uncommented), "/etc/backscatter-milter/batv.key", keyFile))
+	path := filepath.Join(t.TempDir(), "uncommented.yaml")
+	if err := os.WriteFile(path, uncommented, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path, nil); err != nil {
+		t.Errorf("the example with every value uncommented is not valid: %v\n%s", err, uncommented)
+	}
+	have := leafKeys(t, uncommented)
 	for _, k := range leafKeys(t, config.Defaults) {
-		if !slices.Contains(have, k) {
+		// An empty map in the defaults (weights: {}) is shown with an entry.
+		if !slices.ContainsFunc(have, func(h string) bool { return h == k || strings.HasPrefix(h, k+".") }) {
 			t.Errorf("example config lacks key %s", k)
 		}
 	}
+}
+
+// uncommentExamples removes the "#" of example lines: a commented section
+// ("#dnsbl:") and the indented lines that follow it ("#  timeout: 2s"),
+// and indented commented lines inside a live section. Prose comments
+// ("# text") end a section and stay comments.
+func uncommentExamples(doc []byte) []byte {
+	var out []string
+	inBlock := false
+	for _, l := range strings.Split(string(doc), "\n") {
+		switch {
+		case inBlock && strings.HasPrefix(l, "#  "):
+			l = l[1:]
+		case l == "" || strings.HasPrefix(l, "# "):
+			inBlock = false
+		case len(l) > 1 && l[0] == '#' && l[1] != ' ' && l[1] != '#' && l[1] != '-':
+			l, inBlock = l[1:], true
+		case len(l) > 0 && l[0] != '#' && l[0] != ' ':
+			inBlock = true // a live section
+		}
+		out = append(out, l)
+	}
+	return []byte(strings.Join(out, "\n"))
 }
 
 // leafKeys lists the dotted keys of a YAML document down to values (lists
