@@ -176,3 +176,93 @@ func leafKeys(t *testing.T, doc []byte) []string {
 	walk("", m)
 	return out
 }
+
+// TestMakeInstallWithoutGo: `make install` copies what `make build` built
+// and never compiles, so it works under sudo, whose PATH has no Go.
+func TestMakeInstallWithoutGo(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not found")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "built-binary")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho built\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	cmd := exec.Command("make", "-s", "-C", "../..", "install", "BIN="+bin, "DESTDIR="+root, "MAN_OUT="+filepath.Join(dir, "no-man"))
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install without Go on PATH: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "usr/local/bin/backscatter-milter"))
+	if err != nil || string(got) != "#!/bin/sh\necho built\n" {
+		t.Errorf("installed binary is not the built one: %q %v", got, err)
+	}
+	for _, f := range []string{"etc/systemd/system/backscatter-milter.service", "etc/backscatter-milter/config.yaml",
+		"etc/tmpfiles.d/backscatter-milter.conf", "etc/logrotate.d/backscatter-milter",
+		"usr/local/share/bash-completion/completions/backscatter-milter", "usr/local/share/doc/backscatter-milter/postfix.md"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("not installed: %s", f)
+		}
+	}
+	unit, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/backscatter-milter.service"))
+	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/backscatter-milter serve") {
+		t.Errorf("unit does not start the installed binary:\n%s", unit)
+	}
+
+	missing := exec.Command("make", "-s", "-C", "../..", "install", "BIN="+filepath.Join(dir, "absent"), "DESTDIR="+root)
+	missing.Env = cmd.Env
+	out, err = missing.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "run 'make build' first") {
+		t.Errorf("install without a built binary: %v\n%s", err, out)
+	}
+}
+
+// TestBashCompletion sources the shipped completion and completes against
+// the real binary: commands, subcommands and flags come from the program.
+func TestBashCompletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash not found")
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(testBinary(t), filepath.Join(dir, "backscatter-milter")); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) []string {
+		t.Helper()
+		script := `source dist/backscatter-milter.bash-completion
+COMP_WORDS=(backscatter-milter "$@"); COMP_CWORD=$#
+_backscatter_milter
+printf '%s\n' "${COMPREPLY[@]}"`
+		cmd := exec.Command(bash, append([]string{"-c", script, "bash"}, words...)...)
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("completion of %q: %v\n%s", words, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, c := range []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{""}, []string{"serve", "config", "report", "version"}},
+		{[]string{"con"}, []string{"config"}},
+		{[]string{"config", ""}, []string{"check", "show"}},
+		{[]string{"batv", ""}, []string{"sign", "verify"}},
+		{[]string{"config", "check", "--"}, []string{"--as", "--config"}},
+		{[]string{"serve", "--l"}, []string{"--listen", "--log-format", "--log-level"}},
+	} {
+		got := complete(c.words...)
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("completing %q: %v lacks %s", c.words, got, w)
+			}
+		}
+	}
+}
