@@ -31,6 +31,9 @@ const (
 	debLogFile   = "/var/log/backscatter-milter/milter.log"
 	debSocketDir = "/var/spool/postfix/backscatter-milter"
 	debWantsLink = "/etc/systemd/system/multi-user.target.wants/backscatter-milter.service"
+	// debPostfixMilter is how Postfix names the package's socket: relative
+	// to its queue directory, chrooted or not (README, docs/postfix.md).
+	debPostfixMilter = "unix:backscatter-milter/milter.sock"
 )
 
 // TestDebianPackage builds the .deb with `make deb`, installs it with dpkg,
@@ -96,7 +99,7 @@ func TestDebianPackage(t *testing.T) {
 
 	// The postmaster's edits: enforce, our domains, a test resolver, and a
 	// socket inside the private Postfix's queue directory (its chroot).
-	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{Chroot: true, MilterAddr: "unix:backscatter-milter/milter.sock"})
+	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{Chroot: true, MilterAddr: debPostfixMilter})
 	sockDir := filepath.Join(pf.QueueDir, "backscatter-milter")
 	mirrorDir(t, debSocketDir, sockDir)
 	editConfig(t, map[string]string{

@@ -266,3 +266,66 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		}
 	}
 }
+
+// TestDocsPostfixSnippetsAreTested: every main.cf line in README's "Attach
+// it to Postfix" and docs/postfix.md's "A production setup" is a setting
+// the integration tests run: the milter settings of testdata/mta/postfix
+// (milter.cf, and the fixed lines of main.cf.tmpl), the socket name
+// TestDebianPackage gives its chrooted Postfix, mtatest's default
+// milter_default_action and TestPostfixEndToEnd's recipient_delimiter.
+func TestDocsPostfixSnippetsAreTested(t *testing.T) {
+	tested := map[string]string{
+		"smtpd_milters":         debPostfixMilter,
+		"milter_default_action": "tempfail",
+		"recipient_delimiter":   "+",
+	}
+	for _, f := range []string{"../../testdata/mta/postfix/milter.cf", "../../testdata/mta/postfix/main.cf.tmpl"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range mainCFSettings(string(b)) {
+			if !strings.Contains(v, "{{") {
+				tested[k] = v
+			}
+		}
+	}
+	for _, doc := range []struct{ file, section string }{
+		{"../../README.md", "## Attach it to Postfix"},
+		{"../../docs/postfix.md", "## A production setup"},
+	} {
+		b, err := os.ReadFile(doc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, ok := strings.Cut(string(b), "\n"+doc.section+"\n")
+		if !ok {
+			t.Fatalf("%s has no section %q", doc.file, doc.section)
+		}
+		_, block, _ := strings.Cut(after, "```\n")
+		block, _, _ = strings.Cut(block, "```")
+		settings := mainCFSettings(block)
+		if len(settings) < 3 {
+			t.Fatalf("%s %q: no main.cf block found:\n%s", doc.file, doc.section, block)
+		}
+		for k, v := range settings {
+			if tv, ok := tested[k]; !ok || tv != v {
+				t.Errorf("%s %q: %s = %s is not what the tests run (%q)", doc.file, doc.section, k, v, tv)
+			}
+		}
+	}
+}
+
+// mainCFSettings reads "name = value" lines, skipping comments.
+func mainCFSettings(s string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") {
+			continue
+		}
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}

@@ -218,45 +218,55 @@ func TestPostfix(t *testing.T) {
 	}
 }
 
-// TestPostfixChroot runs Debian's default chrooted layout: smtpd and
-// cleanup chrooted in the queue directory, the milter socket inside it,
-// named relative to it as Debian's opendkim package does.
-func TestPostfixChroot(t *testing.T) {
-	RequirePostfix(t)
-	p := StartPostfix(t, PostfixOptions{MilterAddr: "unix:backscatter-milter/milter.sock", Chroot: true})
-	dir := filepath.Join(p.QueueDir, "backscatter-milter")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "milter.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(sock, 0o666)
-	rec := serveTestMilter(t, ln)
-	_, second := exerciseMilter(t, p, p.Sink, rec)
-	p.WaitQueue(t, 10*time.Second, "held message", func(q []QueueEntry) bool {
-		return len(q) == 1 && q[0].QueueName == "hold" && q[0].QueueID == second.QueueID()
-	})
+// TestPostfixRelativeSocket runs the socket setting the docs give,
+// unix:backscatter-milter/milter.sock (relative to the queue directory, as
+// Debian's opendkim package does), with Debian's default chrooted
+// master.cf and without chroot: both reach the milter, and the chrooted
+// smtpd really is chrooted in the queue directory.
+func TestPostfixRelativeSocket(t *testing.T) {
+	for _, chroot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("chroot=%v", chroot), func(t *testing.T) {
+			t.Parallel()
+			RequirePostfix(t)
+			p := StartPostfix(t, PostfixOptions{MilterAddr: "unix:backscatter-milter/milter.sock", Chroot: chroot})
+			dir := filepath.Join(p.QueueDir, "backscatter-milter")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "milter.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(sock, 0o666)
+			rec := serveTestMilter(t, ln)
+			_, second := exerciseMilter(t, p, p.Sink, rec)
+			p.WaitQueue(t, 10*time.Second, "held message", func(q []QueueEntry) bool {
+				return len(q) == 1 && q[0].QueueName == "hold" && q[0].QueueID == second.QueueID()
+			})
 
-	// The smtpd that talked to the milter really is chrooted there.
-	var roots []string
-	for _, pid := range processesWithEnv("MAIL_CONFIG=" + p.ConfigDir) {
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if strings.TrimSpace(string(comm)) != "smtpd" {
-			continue
-		}
-		root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
-		roots = append(roots, root)
-	}
-	if len(roots) == 0 {
-		t.Fatal("no smtpd process of this instance found")
-	}
-	for _, r := range roots {
-		if r != p.QueueDir {
-			t.Errorf("smtpd root is %q, want the queue directory %s", r, p.QueueDir)
-		}
+			want := "/"
+			if chroot {
+				want = p.QueueDir
+			}
+			var roots []string
+			for _, pid := range processesWithEnv("MAIL_CONFIG=" + p.ConfigDir) {
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				if strings.TrimSpace(string(comm)) != "smtpd" {
+					continue
+				}
+				root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+				roots = append(roots, root)
+			}
+			if len(roots) == 0 {
+				t.Fatal("no smtpd process of this instance found")
+			}
+			for _, r := range roots {
+				if r != want {
+					t.Errorf("smtpd root is %q, want %s", r, want)
+				}
+			}
+		})
 	}
 }
 
