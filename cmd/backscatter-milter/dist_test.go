@@ -71,6 +71,9 @@ func TestSystemdUnitSandbox(t *testing.T) {
 		"User=backscatter-milter", "RuntimeDirectory=backscatter-milter", "StateDirectory=backscatter-milter",
 		"ProtectSystem=strict", "NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID", "PrivateTmp=yes",
 		"ProtectHome=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet=",
+		"ReadWritePaths=-" + filepath.Dir(debianSocket), "StateDirectoryMode=0700", "LogsDirectory=backscatter-milter",
+		// Debian's Postfix runs in its default instance, postfix@-.service.
+		"Before=postfix@-.service postfix.service sendmail.service",
 	} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("unit lacks %q", want)
