@@ -50,6 +50,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	mtatest.RequirePostfix(t)
 	mtatest.Require(t, "dpkg", "dpkg-deb", "dpkg-query", "make", "go-md2man", "setpriv", "systemd-analyze", "logrotate", "useradd")
+	lockDebianTest(t)
 	if status, version := debStatus(t); strings.HasSuffix(status, " installed") && version != debTestVer {
 		t.Fatalf("a real %s package (%s) is installed on this machine: the test will not touch it", debPackage, version)
 	}
@@ -227,6 +228,21 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := user.Lookup(debUser); err != nil {
 		t.Errorf("purge removed the system user %s: it stays", debUser)
 	}
+}
+
+// lockDebianTest serialises this test across processes: two test runs on
+// one machine (two work trees) would install and purge the same package
+// and user under each other.
+func lockDebianTest(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "backscatter-milter-deb-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock, after the purge
 }
 
 // checkInstalled checks what the package and its postinst made.
