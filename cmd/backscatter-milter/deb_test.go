@@ -62,10 +62,11 @@ func TestDebianPackage(t *testing.T) {
 	dir := t.TempDir()
 	out := debMustRun(t, "make", "-s", "-C", "../..", "deb", "DEB_VERSION="+debTestVer, "DEB_OUT="+dir,
 		"DEB_BUILD="+filepath.Join(dir, "root"), "BIN="+filepath.Join(dir, "backscatter-milter"), "MAN_OUT="+filepath.Join(dir, "man"))
-	deb := filepath.Join(dir, debPackage+"_"+debTestVer+"_amd64.deb")
-	if _, err := os.Stat(deb); err != nil {
-		t.Fatalf("make deb did not build %s: %v\n%s", deb, err, out)
+	debs, _ := filepath.Glob(filepath.Join(dir, debPackage+"_"+debTestVer+"_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb did not build %s_%s_ARCH.deb in %s: %v\n%s", debPackage, debTestVer, dir, debs, out)
 	}
+	deb := debs[0]
 
 	// The machine is left as it was: the package purged, and the user the
 	// package keeps on purge removed if the test created it.

@@ -29,7 +29,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		if _, isList := config.AsProblems(err); isList && cfg != nil {
+			fmt.Fprintf(stderr, "backscatter-milter: %s: %v\n", cfg.Source, err)
+		} else {
+			fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		}
 		return exitUsage
 	}
 	logs, err := newLogging(cfg.Log)
