@@ -218,7 +218,8 @@ func TestDebianPackage(t *testing.T) {
 	// Purge: configuration, state, logs, socket directory and the unit's
 	// enablement go; the system user stays (Debian practice).
 	debMustRun(t, "dpkg", "--purge", debPackage)
-	for _, gone := range []string{"/etc/backscatter-milter", debStateDir, debLogDir, debSocketDir, debWantsLink} {
+	for _, gone := range []string{"/etc/backscatter-milter", debStateDir, debLogDir, debSocketDir, debWantsLink,
+		"/etc/systemd/system/backscatter-milter.service"} { // the mask dpkg -r left
 		if _, err := os.Lstat(gone); err == nil {
 			t.Errorf("%s left after purge", gone)
 		}
