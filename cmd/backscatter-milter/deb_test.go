@@ -57,16 +57,8 @@ func TestDebianPackage(t *testing.T) {
 	debRun(t, "dpkg", "--purge", debPackage) // what a failed earlier run left
 	_, userErr := user.Lookup(debUser)
 	userExisted := userErr == nil
-
-	// Build.
 	dir := t.TempDir()
-	out := debMustRun(t, "make", "-s", "-C", "../..", "deb", "DEB_VERSION="+debTestVer, "DEB_OUT="+dir,
-		"DEB_BUILD="+filepath.Join(dir, "root"), "BIN="+filepath.Join(dir, "backscatter-milter"), "MAN_OUT="+filepath.Join(dir, "man"))
-	debs, _ := filepath.Glob(filepath.Join(dir, debPackage+"_"+debTestVer+"_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb did not build %s_%s_ARCH.deb in %s: %v\n%s", debPackage, debTestVer, dir, debs, out)
-	}
-	deb := debs[0]
+	deb := buildDeb(t, dir)
 
 	// The machine is left as it was: the package purged, and the user the
 	// package keeps on purge removed if the test created it.
@@ -78,14 +70,53 @@ func TestDebianPackage(t *testing.T) {
 		}
 	})
 
-	// Install.
 	debMustRun(t, "dpkg", "-i", deb)
 	if status, _ := debStatus(t); status != "install ok installed" {
 		t.Fatalf("dpkg status after install: %q", status)
 	}
 	checkInstalled(t)
+	unit := verifyInstalledUnit(t)
 
-	// The unit: verified by systemd, ordered before Debian's Postfix instance.
+	// The postmaster's edits: enforce, our domains, a test resolver, and a
+	// socket inside the private Postfix's queue directory (its chroot).
+	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{Chroot: true, MilterAddr: debPostfixMilter})
+	sockDir := filepath.Join(pf.QueueDir, "backscatter-milter")
+	mirrorDir(t, debSocketDir, sockDir)
+	editConfig(t, map[string]string{
+		"listen: unix:" + debianSocket: "listen: unix:" + filepath.Join(sockDir, "milter.sock"),
+		"mode: observe":                "mode: enforce",
+	}, testPolicy(t)+"metrics: { listen: '' }\n")
+
+	d := startAsUnit(t, unit)
+	d.waitFor(t, "the daemon's socket", func() bool {
+		_, err := os.Stat(filepath.Join(sockDir, "milter.sock"))
+		return err == nil
+	})
+	checkOwner(t, filepath.Join(sockDir, "milter.sock"), debUser, debUser, 0o660)
+	checkDeliveryAndHold(t, pf)
+	checkLogRotation(t, d, pf, dir)
+	if err := d.stop(); err != nil {
+		t.Errorf("daemon exit after SIGTERM: %v\n%s", err, d.out.String())
+	}
+	checkUpgradeRemovePurge(t, deb)
+}
+
+// buildDeb runs make deb into dir and returns the package file.
+func buildDeb(t *testing.T, dir string) string {
+	t.Helper()
+	out := debMustRun(t, "make", "-s", "-C", "../..", "deb", "DEB_VERSION="+debTestVer, "DEB_OUT="+dir,
+		"DEB_BUILD="+filepath.Join(dir, "root"), "BIN="+filepath.Join(dir, "backscatter-milter"), "MAN_OUT="+filepath.Join(dir, "man"))
+	debs, _ := filepath.Glob(filepath.Join(dir, debPackage+"_"+debTestVer+"_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb did not build %s_%s_ARCH.deb in %s: %v\n%s", debPackage, debTestVer, dir, debs, out)
+	}
+	return debs[0]
+}
+
+// verifyInstalledUnit runs systemd-analyze verify on the installed unit
+// (its binary and man pages are there now) and returns the unit.
+func verifyInstalledUnit(t *testing.T) []byte {
+	t.Helper()
 	unit, err := os.ReadFile(debUnit)
 	if err != nil {
 		t.Fatal(err)
@@ -98,58 +129,79 @@ func TestDebianPackage(t *testing.T) {
 	if !strings.Contains(string(unit), "\nBefore=postfix@-.service postfix.service") {
 		t.Errorf("unit not ordered before postfix@-.service")
 	}
+	return unit
+}
 
-	// The postmaster's edits: enforce, our domains, a test resolver, and a
-	// socket inside the private Postfix's queue directory (its chroot).
-	pf := mtatest.StartPostfix(t, mtatest.PostfixOptions{Chroot: true, MilterAddr: debPostfixMilter})
-	sockDir := filepath.Join(pf.QueueDir, "backscatter-milter")
-	mirrorDir(t, debSocketDir, sockDir)
-	editConfig(t, map[string]string{
-		"listen: unix:" + debianSocket: "listen: unix:" + filepath.Join(sockDir, "milter.sock"),
-		"mode: observe":                "mode: enforce",
-	}, testPolicy(t)+"metrics: { listen: '' }\n")
+// unitDaemon is the installed daemon started the way its unit starts it.
+type unitDaemon struct {
+	cmd     *exec.Cmd
+	out     lockedBuffer // written by the process, read while it runs
+	exited  chan struct{}
+	exitErr error
+}
 
-	// Start it as the unit does.
+// startAsUnit runs the unit's ExecStartPre (config check must pass), then
+// its ExecStart, as the unit's user; t.Cleanup stops it.
+func startAsUnit(t *testing.T, unit []byte) *unitDaemon {
+	t.Helper()
 	startPre, start := unitCommand(t, unit, "ExecStartPre"), unitCommand(t, unit, "ExecStart")
 	runAs := unitCredentials(t, unit)
 	if out, err := asServiceUser(runAs, startPre...).CombinedOutput(); err != nil || !strings.Contains(string(out), ": ok (mode enforce") {
 		t.Fatalf("ExecStartPre %q: %v\n%s", startPre, err, out)
 	}
-	daemon := asServiceUser(runAs, start...)
-	var stderr bytes.Buffer
-	daemon.Stdout, daemon.Stderr = &stderr, &stderr
-	if err := daemon.Start(); err != nil {
+	d := &unitDaemon{cmd: asServiceUser(runAs, start...), exited: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = daemon.Wait(); close(exited) }()
-	stop := func() error {
-		daemon.Process.Signal(syscall.SIGTERM)
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+// stop sends SIGTERM and waits for the exit, as systemctl stop does.
+func (d *unitDaemon) stop() error {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		return d.exitErr
+	case <-time.After(45 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		return fmt.Errorf("no exit 45s after SIGTERM")
+	}
+}
+
+// waitFor polls cond; the daemon dying first fails the test at once.
+func (d *unitDaemon) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
 		select {
-		case <-exited:
-		case <-time.After(45 * time.Second):
-			daemon.Process.Kill()
-			<-exited
-			return fmt.Errorf("no exit 45s after SIGTERM")
+		case <-d.exited:
+			t.Fatalf("daemon exited while waiting for %s:\n%s", what, d.out.String())
+		default:
 		}
-		return exitErr
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 20s; daemon output:\n%s", what, d.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Cleanup(func() { stop() })
+}
+
+// sendOutside sends one message from an untrusted client.
+func sendOutside(t *testing.T, pf *mtatest.Postfix, m mtatest.SMTPMessage) mtatest.MessageResult {
+	t.Helper()
+	r := pf.SendSession(t, mtatest.Session{LocalIP: "127.0.0.2", Helo: "mx.remote.test", Messages: []mtatest.SMTPMessage{m}})
+	return r.Messages[0]
+}
+
+// checkDeliveryAndHold: through the chrooted smtpd, a plain message is
+// delivered and a forged bounce held, each with its verdict in log.file.
+func checkDeliveryAndHold(t *testing.T, pf *mtatest.Postfix) {
+	t.Helper()
 	log := &testMilter{LogFile: debLogFile}
-	waitFor(t, "the daemon's socket", func() bool {
-		_, err := os.Stat(filepath.Join(sockDir, "milter.sock"))
-		return err == nil
-	}, exited, &stderr)
-	checkOwner(t, filepath.Join(sockDir, "milter.sock"), debUser, debUser, 0o660)
-
-	outside := func(m mtatest.SMTPMessage) mtatest.MessageResult {
-		r := pf.SendSession(t, mtatest.Session{LocalIP: "127.0.0.2", Helo: "mx.remote.test", Messages: []mtatest.SMTPMessage{m}})
-		return r.Messages[0]
-	}
-
-	// A delivery and a hold through the chrooted smtpd.
-	r := outside(mtatest.SMTPMessage{From: "alice@pass.test", To: []string{"bob@example.org"},
+	r := sendOutside(t, pf, mtatest.SMTPMessage{From: "alice@pass.test", To: []string{"bob@example.org"},
 		Data: plainMessage("alice@pass.test", "bob@example.org", "deb-1@pass.test", "", "hello\n")})
 	if !r.Accepted() {
 		t.Fatalf("plain message: %s\nmaillog:\n%s", r, pf.Log())
@@ -159,7 +211,7 @@ func TestDebianPackage(t *testing.T) {
 	if v.Action != "accept" {
 		t.Errorf("verdict of the delivered message: %s", v)
 	}
-	held := outside(mtatest.SMTPMessage{From: "<>", To: []string{"carol@example.org"},
+	held := sendOutside(t, pf, mtatest.SMTPMessage{From: "<>", To: []string{"carol@example.org"},
 		Data: dsnFor("carol@example.org", "unknown-9@example.org", "spam.remote.test", "198.51.100.9")})
 	if !held.Accepted() {
 		t.Fatalf("forged bounce: %s", held)
@@ -171,9 +223,13 @@ func TestDebianPackage(t *testing.T) {
 	if v.Action != "quarantine" || !v.has("bounce:not-ours") {
 		t.Errorf("verdict of the held message: %s", v)
 	}
+}
 
-	// Log rotation with the shipped file. Its postrotate asks systemd for a
-	// reload, which sends SIGHUP; without systemd the test sends it.
+// checkLogRotation rotates log.file with the shipped logrotate file. Its
+// postrotate asks systemd for a reload, which sends SIGHUP; without
+// systemd the test sends it. The next verdict is in the new file.
+func checkLogRotation(t *testing.T, d *unitDaemon, pf *mtatest.Postfix, dir string) {
+	t.Helper()
 	lr := exec.Command("logrotate", "-v", "-f", "-s", filepath.Join(dir, "logrotate.state"), "/etc/logrotate.d/backscatter-milter")
 	if out, err := lr.CombinedOutput(); err != nil || bytes.Contains(out, []byte("error:")) {
 		t.Fatalf("logrotate: %v\n%s", err, out)
@@ -181,29 +237,28 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := os.Stat(debLogFile + ".1"); err != nil {
 		t.Fatalf("logrotate did not rotate %s: %v", debLogFile, err)
 	}
-	daemon.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "the reload after SIGHUP", func() bool {
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.waitFor(t, "the reload after SIGHUP", func() bool {
 		b, _ := os.ReadFile(debLogFile)
 		return bytes.Contains(b, []byte(`"msg":"configuration reloaded"`))
-	}, exited, &stderr)
-	r = outside(mtatest.SMTPMessage{From: "alice@pass.test", To: []string{"bob@example.org"},
+	})
+	r := sendOutside(t, pf, mtatest.SMTPMessage{From: "alice@pass.test", To: []string{"bob@example.org"},
 		Data: plainMessage("alice@pass.test", "bob@example.org", "deb-2@pass.test", "", "after rotation\n")})
+	log := &testMilter{LogFile: debLogFile}
 	log.waitVerdict(t, "message after rotation, in the new file", func(v verdict) bool { return v.QueueID == r.QueueID() })
 	if rotated, _ := os.ReadFile(debLogFile + ".1"); bytes.Contains(rotated, []byte(r.QueueID())) {
 		t.Errorf("a verdict after rotation went to the rotated file")
 	}
+}
 
-	if err := stop(); err != nil {
-		t.Errorf("daemon exit after SIGTERM: %v\n%s", err, stderr.String())
-	}
-
-	// An upgrade (the same package again) keeps the edited conffile.
+// checkUpgradeRemovePurge: reinstalling keeps the edited conffile; remove
+// keeps configuration, state and user; purge removes all but the user.
+func checkUpgradeRemovePurge(t *testing.T, deb string) {
+	t.Helper()
 	debMustRun(t, "dpkg", "-i", deb)
 	if b, _ := os.ReadFile(debConfig); !bytes.Contains(b, []byte("\nmode: enforce\n")) {
 		t.Errorf("reinstall lost the edited configuration:\n%s", b)
 	}
-
-	// Remove: the program goes; configuration, state and user stay.
 	debMustRun(t, "dpkg", "-r", debPackage)
 	for _, gone := range []string{debBinary, debUnit} {
 		if _, err := os.Stat(gone); err == nil {
@@ -215,8 +270,6 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("%s removed by dpkg -r (only purge removes it): %v", kept, err)
 		}
 	}
-	// Purge: configuration, state, logs, socket directory and the unit's
-	// enablement go; the system user stays (Debian practice).
 	debMustRun(t, "dpkg", "--purge", debPackage)
 	for _, gone := range []string{"/etc/backscatter-milter", debStateDir, debLogDir, debSocketDir, debWantsLink,
 		"/etc/systemd/system/backscatter-milter.service"} { // the mask dpkg -r left
@@ -392,22 +445,6 @@ func asServiceUser(c serviceCreds, argv ...string) *exec.Cmd {
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
 	return cmd
-}
-
-func waitFor(t *testing.T, what string, cond func() bool, exited <-chan struct{}, out *bytes.Buffer) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		select {
-		case <-exited:
-			t.Fatalf("daemon exited while waiting for %s:\n%s", what, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 20s; daemon output:\n%s", what, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func gunzip(t *testing.T, path string) string {
