@@ -5,6 +5,7 @@
 #   make check   gofmt, go vet, staticcheck
 #   make fuzz    run every fuzz target for FUZZTIME each
 #   make bench   Go microbenchmarks
+#   make deb     the Debian package (bin/backscatter-milter_VERSION_ARCH.deb)
 
 GO        ?= go
 BIN       := bin/backscatter-milter
@@ -61,8 +62,11 @@ bench:
 clean:
 	rm -rf bin $(RUN_STATE)
 
-# make install: binary, systemd unit, example config, docs (PREFIX, DESTDIR, ...).
+# make install: what make build built, the systemd unit, the config, docs (PREFIX, DESTDIR, ...).
 include cmd/backscatter-milter/dist/install.mk
+
+# make deb: the Debian package (dpkg-deb); make man: the man pages (go-md2man).
+include cmd/backscatter-milter/dist/deb.mk
 
 # make soak: 10,000 messages through Postfix under DNS faults and a milter restart.
 include cmd/backscatter-milter/dist/soak.mk

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
@@ -14,35 +16,148 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 )
 
-// newLogger builds the zap logger the configuration asks for: JSON by
-// default (one verdict per line, for `report` and log shippers), console
-// for people at a terminal. Logs go to stderr unless log.file is set.
+// logging is the daemon's log: the zap logger and the outputs behind it
+// that outlive one configuration (log.file is reopened on SIGHUP, after
+// logrotate renamed it).
+type logging struct {
+	*zap.Logger
+	file   *reopenFile // nil when logs go to stderr
+	syslog *syslogWriter
+}
+
+// newLogger builds the logger the configuration asks for; see newLogging.
 func newLogger(c config.Log) (*zap.Logger, error) {
+	l, err := newLogging(c)
+	if err != nil {
+		return nil, err
+	}
+	return l.Logger, nil
+}
+
+// newLogging builds the zap logger the configuration asks for: JSON by
+// default (one verdict per line, for `report` and log shippers), console
+// for people at a terminal. Logs go to stderr unless log.file is set; with
+// log.syslog they go to syslog as well.
+func newLogging(c config.Log) (*logging, error) {
 	var level zapcore.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	ec.EncodeDuration = zapcore.StringDurationEncoder
-	var enc zapcore.Encoder
-	if c.Format == "console" {
-		ec.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		enc = zapcore.NewJSONEncoder(ec)
-	}
+	l := &logging{}
 	var out zapcore.WriteSyncer = zapcore.Lock(os.Stderr)
 	if c.File != "" {
-		f, err := os.OpenFile(c.File, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openReopenFile(c.File)
 		if err != nil {
 			return nil, fmt.Errorf("log.file: %w", err)
 		}
-		out = zapcore.Lock(f)
+		l.file = f
+		out = f
 	}
-	return zap.New(zapcore.NewCore(enc, out, level), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+	core := zapcore.NewCore(newEncoder(c.Format, true), out, level)
+	if c.Syslog != "" {
+		fac, ok := config.SyslogFacility(c.Syslog)
+		if !ok {
+			l.close()
+			return nil, fmt.Errorf("log.syslog: unknown facility %q", c.Syslog)
+		}
+		l.syslog = newSyslogWriter(syslogPath, fac, "backscatter-milter")
+		// syslog stamps each line itself: no time in the message.
+		core = zapcore.NewTee(core, &syslogCore{LevelEnabler: level, enc: newEncoder(c.Format, false), w: l.syslog})
+	}
+	l.Logger = zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr)))
+	return l, nil
 }
+
+func newEncoder(format string, withTime bool) zapcore.Encoder {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	if !withTime {
+		ec.TimeKey = ""
+	}
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	if format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		return zapcore.NewConsoleEncoder(ec)
+	}
+	return zapcore.NewJSONEncoder(ec)
+}
+
+// toStderr reports whether the log's own output is stderr, so a start-up
+// error printed there too would show twice.
+func (l *logging) toStderr() bool { return l.file == nil }
+
+// reopen opens log.file again under its name: after logrotate renamed the
+// old file, new lines go to the new one. A failure keeps the old file.
+func (l *logging) reopen() error {
+	if l.file == nil {
+		return nil
+	}
+	return l.file.reopen()
+}
+
+func (l *logging) close() {
+	if l.Logger != nil {
+		_ = l.Sync()
+	}
+	if l.file != nil {
+		l.file.close()
+	}
+	if l.syslog != nil {
+		l.syslog.close()
+	}
+}
+
+// reopenFile is an append-only log file that can be reopened by name.
+type reopenFile struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+}
+
+func openReopenFile(path string) (*reopenFile, error) {
+	f, err := openLogFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &reopenFile{path: path, f: f}, nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+}
+
+func (r *reopenFile) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Write(p)
+}
+
+func (r *reopenFile) Sync() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Sync()
+}
+
+func (r *reopenFile) reopen() error {
+	f, err := openLogFile(r.path)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	return old.Close()
+}
+
+func (r *reopenFile) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.f.Close()
+}
+
+var _ io.Writer = (*reopenFile)(nil)
 
 // routeLibraryLogs sends the warnings of go-milter and go-redis, which
 // would print plain lines to stderr, into the structured log.

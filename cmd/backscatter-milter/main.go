@@ -5,7 +5,7 @@
 // Usage:
 //
 //	backscatter-milter [serve] [--config FILE] [--listen SPEC] [--mode enforce|observe]
-//	backscatter-milter config check|show [--config FILE]
+//	backscatter-milter config check|show [--config FILE] (check: [--as USER])
 //	backscatter-milter dnsbl check IP [--sender ADDR]
 //	backscatter-milter batv sign|verify ADDR
 //	backscatter-milter selfcheck [--log FILE] [--since AGE] [--json]

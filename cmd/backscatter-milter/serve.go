@@ -29,16 +29,31 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		if _, isList := config.AsProblems(err); isList && cfg != nil {
+			fmt.Fprintf(stderr, "backscatter-milter: %s: %v\n", cfg.Source, err)
+		} else {
+			fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		}
 		return exitUsage
 	}
-	log, err := newLogger(cfg.Log)
+	logs, err := newLogging(cfg.Log)
 	if err != nil {
 		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
 		return exitUsage
 	}
-	defer log.Sync()
+	defer logs.close()
+	log := logs.Logger
 	routeLibraryLogs(log)
+	// fatal logs why the daemon stops, and says it on stderr too when the
+	// log is a file: systemctl status and the journal show stderr, and
+	// nobody should have to find the log file to learn why it did not start.
+	fatal := func(msg string, err error) int {
+		log.Error(msg, zap.Error(err))
+		if !logs.toStderr() {
+			fmt.Fprintf(stderr, "backscatter-milter: %s: %v\n", msg, err)
+		}
+		return exitFail
+	}
 	// Signals are caught before anything starts: a SIGHUP sent as soon as
 	// "started" is logged must reload, not kill the process.
 	sigs := make(chan os.Signal, 4)
@@ -46,12 +61,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	d, err := newDaemon(cfg, comp, log)
 	if err != nil {
-		log.Error("cannot start", zap.Error(err))
-		return exitFail
+		return fatal("cannot start", err)
 	}
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {
+				// logrotate's postrotate sends SIGHUP: the log file is
+				// reopened whatever becomes of the configuration reload.
+				if err := logs.reopen(); err != nil {
+					log.Error("log.file not reopened: logging goes on to the old file", zap.Error(err))
+				}
 				d.reload(fs)
 				continue
 			}
@@ -60,8 +79,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	if err := d.wait(); err != nil {
-		log.Error("milter server stopped", zap.Error(err))
-		return exitFail
+		return fatal("milter server stopped", err)
 	}
 	return exitOK
 }
@@ -193,6 +211,9 @@ func (d *daemon) reload(fs *pflag.FlagSet) {
 	old := d.rt.Load()
 	if cfg.Listen != d.cfg.Listen || cfg.InternalBounce.Listen != d.cfg.InternalBounce.Listen {
 		d.log.Warn("listen addresses change only at restart")
+	}
+	if cfg.Log != d.cfg.Log {
+		d.log.Warn("log settings change only at restart (SIGHUP reopens log.file under its name)")
 	}
 	// The sent log is kept across reloads: bbolt allows one opener per file.
 	if !reflect.DeepEqual(cfg.SentLog, old.cfg.SentLog) {

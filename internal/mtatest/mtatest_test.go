@@ -2,7 +2,9 @@ package mtatest
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,6 +100,12 @@ func (m *testMilter) Abort(milter.Modifier) error {
 func startTestMilter(t *testing.T, network string) (string, *recorder) {
 	t.Helper()
 	ln, spec := ListenMilter(t, network)
+	return spec, serveTestMilter(t, ln)
+}
+
+// serveTestMilter serves testMilter on ln until the test ends.
+func serveTestMilter(t *testing.T, ln net.Listener) *recorder {
+	t.Helper()
 	rec := &recorder{}
 	srv := milter.NewServer(
 		milter.WithMilter(func() milter.Milter { return &testMilter{rec: rec} }),
@@ -106,7 +114,7 @@ func startTestMilter(t *testing.T, network string) (string, *recorder) {
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
-	return spec, rec
+	return rec
 }
 
 // mta is what the self-test needs of either MTA.
@@ -206,6 +214,58 @@ func TestPostfix(t *testing.T) {
 			}
 			checkReleased(t, p.Sink)
 			p.WaitQueueEmpty(t, 10*time.Second)
+		})
+	}
+}
+
+// TestPostfixRelativeSocket runs the socket setting the docs give,
+// unix:backscatter-milter/milter.sock (relative to the queue directory, as
+// Debian's opendkim package does), with Debian's default chrooted
+// master.cf and without chroot: both reach the milter, and the chrooted
+// smtpd really is chrooted in the queue directory.
+func TestPostfixRelativeSocket(t *testing.T) {
+	for _, chroot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("chroot=%v", chroot), func(t *testing.T) {
+			t.Parallel()
+			RequirePostfix(t)
+			p := StartPostfix(t, PostfixOptions{MilterAddr: "unix:backscatter-milter/milter.sock", Chroot: chroot})
+			dir := filepath.Join(p.QueueDir, "backscatter-milter")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "milter.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(sock, 0o666)
+			rec := serveTestMilter(t, ln)
+			_, second := exerciseMilter(t, p, p.Sink, rec)
+			p.WaitQueue(t, 10*time.Second, "held message", func(q []QueueEntry) bool {
+				return len(q) == 1 && q[0].QueueName == "hold" && q[0].QueueID == second.QueueID()
+			})
+
+			want := "/"
+			if chroot {
+				want = p.QueueDir
+			}
+			var roots []string
+			for _, pid := range processesWithEnv("MAIL_CONFIG=" + p.ConfigDir) {
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				if strings.TrimSpace(string(comm)) != "smtpd" {
+					continue
+				}
+				root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+				roots = append(roots, root)
+			}
+			if len(roots) == 0 {
+				t.Fatal("no smtpd process of this instance found")
+			}
+			for _, r := range roots {
+				if r != want {
+					t.Errorf("smtpd root is %q, want %s", r, want)
+				}
+			}
 		})
 	}
 }

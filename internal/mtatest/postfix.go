@@ -45,12 +45,19 @@ type PostfixOptions struct {
 	Main map[string]string
 	// MasterLines are extra master.cf lines.
 	MasterLines []string
+	// Chroot runs the services chrooted where Debian's default master.cf
+	// does (smtpd and cleanup among them), in the queue directory
+	// (Postfix.QueueDir), set up by Debian's own configure-instance.sh.
+	// A unix milter socket must then live inside the queue directory and
+	// be named relative to it: unix:backscatter-milter/milter.sock.
+	Chroot bool
 }
 
 // Postfix is a running private Postfix.
 type Postfix struct {
 	Dir       string // holds etc/ (ConfigDir), queue/, data/ and maillog
 	ConfigDir string // postfix -c ConfigDir
+	QueueDir  string // queue_directory, the chroot with PostfixOptions.Chroot
 	SMTPAddr  string // 127.0.0.1:PORT where smtpd listens
 	Port      int
 	Sink      *Sink // where relayed mail goes (PostfixOptions.Relay or a new one)
@@ -94,6 +101,12 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	}
 	p := &Postfix{Dir: instanceDir(t, "pf"), Sink: o.Relay, token: instanceToken()}
 	p.ConfigDir = filepath.Join(p.Dir, "etc")
+	p.QueueDir = filepath.Join(p.Dir, "queue")
+	chroot := "n"
+	if o.Chroot {
+		Require(t, debianChrootSetup)
+		chroot = "y"
+	}
 	if p.Sink == nil {
 		p.Sink = StartSink(t, SinkOptions{})
 	}
@@ -139,6 +152,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 			"MilterDefaultAction":   o.MilterDefaultAction,
 			"SMTPListen":            p.SMTPAddr,
 			"Token":                 p.token,
+			"Chroot":                chroot,
 		}
 		main := render(t, "postfix/main.cf.tmpl", vars)
 		main = setMainCF(main, parseMainCF(readTestdata(t, "postfix/milter.cf")), "testdata/mta/postfix/milter.cf")
@@ -152,6 +166,11 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 		// Postfix rereads a dictionary file changed in the current second,
 		// 300 ms at a time, to not read a half-written file: backdate them.
 		backdate(t, p.ConfigDir)
+		if o.Chroot {
+			if err := p.setUpChroot(); err != nil {
+				t.Fatalf("mtatest: %v", err)
+			}
+		}
 
 		logStart := len(p.ns.syslog.String())
 		out, err := p.startMaster()
@@ -174,6 +193,32 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	}
 	t.Logf("mtatest: Postfix on %s (dir %s, relay %s) started in %v", p.SMTPAddr, p.Dir, p.Sink.Addr, time.Since(start).Round(time.Millisecond))
 	return p
+}
+
+// debianChrootSetup is what Debian's postfix@.service runs before it
+// starts an instance (ExecStartPre): it copies the files a chrooted
+// daemon needs (etc/services, etc/localtime, NSS libraries, ...) into
+// the queue directory.
+const debianChrootSetup = "/usr/lib/postfix/configure-instance.sh"
+
+// setUpChroot prepares the queue directory as the chroot the way Debian
+// does, then puts the instance's own hosts and resolv.conf there (DNS at
+// 127.0.0.1, where nothing answers): a chrooted daemon must not reach the
+// machine's resolvers either.
+func (p *Postfix) setUpChroot() error {
+	if _, err := runCmd(60*time.Second, p.env(), debianChrootSetup, "-"); err != nil {
+		return err
+	}
+	for _, f := range []string{"hosts", "resolv.conf"} {
+		b, err := os.ReadFile(filepath.Join(p.Dir, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(p.QueueDir, "etc", f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startMaster runs the master daemon in the foreground as our child (in

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -67,6 +68,10 @@ func openBolt(path string, ttl, purgeEvery time.Duration, now func() time.Time) 
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("sent: bolt: %s is locked by another process (another backscatter-milter?)", path)
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("sent: bolt: %w", err) // the error names the path already
 		}
 		return nil, fmt.Errorf("sent: bolt: open %s: %w", path, err)
 	}

@@ -25,8 +25,10 @@ import (
 //go:embed defaults.yaml
 var Defaults []byte
 
-// DefaultPath is read when no --config is given and the file exists.
-const DefaultPath = "/etc/backscatter-milter/config.yaml"
+// DefaultPath is read when no --config is given and the file exists. Tests
+// point it elsewhere, so that a package installed on the machine does not
+// change what they read.
+var DefaultPath = "/etc/backscatter-milter/config.yaml"
 
 // EnvPrefix prefixes environment overrides: BACKSCATTER_DNSBL_TIMEOUT=1s.
 const EnvPrefix = "BACKSCATTER"
@@ -164,6 +166,7 @@ type Log struct {
 	Format string `mapstructure:"format"`
 	Level  string `mapstructure:"level"`
 	File   string `mapstructure:"file"`
+	Syslog string `mapstructure:"syslog"` // facility, e.g. mail; "" = no syslog
 }
 
 type Metrics struct {
@@ -254,12 +257,13 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	}
 	var problems Problems
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readConfigFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
+			return nil, err
 		}
 		if err := v.MergeConfig(bytes.NewReader(data)); err != nil {
-			return nil, fmt.Errorf("config %s: not valid YAML: %w", path, err)
+			// readConfigFile parsed it already: this is not a YAML error.
+			return nil, &FileError{Path: path, Msg: err.Error()}
 		}
 		source = path
 		problems = append(problems, unknownKeys(data)...)
@@ -282,11 +286,13 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, mapstructure.StringToSliceHookFunc(","))
 		dc.WeaklyTypedInput = true
 	})
+	var decoded Problems
 	if err != nil {
-		problems = append(problems, decodeProblems(err)...)
+		decoded = decodeProblems(err)
 	}
 	c.Source = source
-	problems = append(problems, c.Validate()...)
+	problems = append(problems, decoded...)
+	problems = append(problems, withoutCascades(c.Validate(), decoded)...)
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 		return &c, problems

@@ -36,7 +36,12 @@ func walkKeys(prefix string, m map[string]any, t reflect.Type, out *Problems) {
 		key := prefix + k
 		ft, ok := fields[strings.ToLower(k)]
 		if !ok {
-			*out = append(*out, Problem{Key: key, Msg: fmt.Sprintf("unknown key (known here: %s)", strings.Join(slices.Sorted(maps.Keys(fields)), ", "))})
+			known := slices.Sorted(maps.Keys(fields))
+			msg := "unknown key"
+			if s := suggestKey(k, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %s?", prefix+s)
+			}
+			*out = append(*out, Problem{Key: key, Msg: fmt.Sprintf("%s (known here: %s)", msg, strings.Join(known, ", "))})
 			continue
 		}
 		if ft.Kind() == reflect.Struct && ft != durationType {

@@ -246,12 +246,14 @@ func (c *Config) Compile() (*Compiled, Problems) {
 				bad(key+".id", "%d: key numbers are 0-9", k.ID)
 				continue
 			}
+			// A key whose file cannot be read is still listed: its file
+			// is the one error, not current_key as well.
+			haveCurrent = haveCurrent || k.ID == b.CurrentKey
 			secret, err := batv.LoadKeyFile(k.File)
 			if err != nil {
 				bad(key+".file", "%v", err)
 				continue
 			}
-			haveCurrent = haveCurrent || k.ID == b.CurrentKey
 			out.BATVKeys = append(out.BATVKeys, batv.Key{ID: k.ID, Secret: secret})
 		}
 		if len(b.Keys) > 0 && !haveCurrent {
@@ -305,6 +307,9 @@ func (c *Config) Compile() (*Compiled, Problems) {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if _, ok := SyslogFacility(c.Log.Syslog); c.Log.Syslog != "" && !ok {
+		bad("log.syslog", "%q: want a syslog facility (%s), or empty for none", c.Log.Syslog, strings.Join(slices.Sorted(maps.Keys(syslogFacilities)), ", "))
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := splitHostPortLoose(c.Metrics.Listen); err != nil {
