@@ -347,7 +347,10 @@ func (p *Postfix) stop() {
 		killGroup(p.master.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
-	killGroup(p.master.Process.Pid, syscall.SIGKILL)
+	// No group kill once the master is reaped: if its group is empty, the
+	// number may already lead another test's process group (seen: a
+	// concurrent test's Postfix master killed). Daemons left behind carry
+	// MAIL_CONFIG or live in our mount namespace: kill exactly those.
 	for _, pid := range append(processesWithEnv("MAIL_CONFIG="+p.ConfigDir), processesInMountNS(p.mntNS)...) {
 		killPID(pid)
 	}

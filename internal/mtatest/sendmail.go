@@ -170,8 +170,14 @@ func StartSendmail(t testing.TB, o SendmailOptions) *Sendmail {
 		if err == nil {
 			break
 		}
-		// Sendmail sleeping between bind attempts ignores SIGTERM.
-		killGroup(s.cmd.Process.Pid, syscall.SIGKILL)
+		// Sendmail sleeping between bind attempts ignores SIGTERM. Its
+		// group is killed only while the daemon is not yet reaped (see
+		// stop).
+		select {
+		case <-s.done:
+		default:
+			killGroup(s.cmd.Process.Pid, syscall.SIGKILL)
+		}
 		s.stop()
 		// Another test may take the port between FreePort and bind.
 		if attempt < 3 && strings.Contains(err.Error(), "cannot bind") {
@@ -243,7 +249,7 @@ func (s *Sendmail) exited() error {
 	}
 }
 
-// stop sends SIGTERM to the daemon, then kills its process group and any
+// stop sends SIGTERM to the daemon (SIGKILL to its group after 10 s), then kills any
 // process left in its mount namespace (connection handlers, queue runners).
 func (s *Sendmail) stop() {
 	if s.cmd == nil {
@@ -257,7 +263,8 @@ func (s *Sendmail) stop() {
 		killGroup(pid, syscall.SIGKILL)
 		<-s.done
 	}
-	killGroup(pid, syscall.SIGKILL)
+	// Once the daemon is reaped its group number may lead another test's
+	// processes: what is left of ours lives in our mount namespace.
 	for _, p := range processesInMountNS(s.mntNS) {
 		killPID(p)
 	}
