@@ -56,6 +56,11 @@ type Options struct {
 	// Timeout bounds the work done for one milter event (DNS lookups, store).
 	Timeout  time.Duration
 	Observer Observer
+	// SendmailDSN returns the check that lets NDR suppression re-add
+	// recipients under Sendmail with the domain in the other case while it
+	// sees DSN offered (sendmail.go); it is asked per message, so a reload
+	// may replace it. Nil, or a nil result: no rewrite under Sendmail.
+	SendmailDSN func() *DSNCheck
 }
 
 // Server is a milter server for one role.

@@ -32,6 +32,7 @@ type session struct {
 	// failed is set when a callback of this message panicked: the rest of
 	// the message is answered per on_error, never judged on half a state.
 	failed bool
+	sm     sendmailState // recipients as Sendmail routes them (sendmail.go)
 }
 
 func newSession(s *Server) *session {
@@ -106,6 +107,7 @@ func (s *session) reset() {
 	}
 	s.tx, s.eng, s.ctx, s.cancel = nil, nil, nil, nil
 	s.headerBytes, s.headersCut, s.bodyDecided, s.wantBody = 0, false, false, false
+	s.sm = sendmailState{}
 }
 
 func (s *session) NewConnection(gomilter.Modifier) error { return nil }
@@ -161,8 +163,9 @@ func (s *session) RcptTo(rcptTo, esmtpArgs string, m gomilter.Modifier) (resp *g
 	s.noteQueueID(m)
 	ctx, cancel := s.stageCtx()
 	defer cancel()
-	v := s.eng.RcptTo(ctx, s.tx, policy.Recipient{Addr: strings.TrimSpace(gomilter.RemoveAngle(rcptTo)), Args: esmtpArgs,
-		Mailer: m.Get(gomilter.MacroRcptMailer)})
+	addr := strings.TrimSpace(gomilter.RemoveAngle(rcptTo))
+	s.noteSendmailRcpt(addr, m)
+	v := s.eng.RcptTo(ctx, s.tx, policy.Recipient{Addr: addr, Args: esmtpArgs, Mailer: m.Get(gomilter.MacroRcptMailer)})
 	if v.Would == policy.Reject {
 		s.logVerdict(v)
 	}
@@ -296,36 +299,13 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 		v = s.eng.End(ctx, s.tx)
 	}
 	if len(v.Mods.RcptRewrites) > 0 && s.isSendmail() {
-		sendmailRewrites(v)
+		// Sendmail keeps a re-added recipient's old DSN flags: only a new
+		// spelling carries NOTIFY=NEVER (sendmail.go).
+		s.sendmailRewrites(v)
 	}
 	resp = s.apply(m, v)
 	s.logVerdict(v)
 	return resp, nil
-}
-
-// sendmailRewrites keeps of the recipient rewrites what Sendmail applies.
-// Sendmail 8.17 takes a milter's delete + add of the same recipient but
-// keeps the recipient's old DSN parameters (measured in
-// TestSendmailEndToEnd): a parameter-only rewrite would change nothing, so
-// the verdict says so rather than log a suppression that did not happen.
-// A rewrite to another address (a verified tag removed) is a new recipient
-// to Sendmail and works; it keeps the parameters the client gave, which
-// Sendmail already accepted from it.
-func sendmailRewrites(v *policy.Verdict) {
-	kept := v.Mods.RcptRewrites[:0]
-	dropped := false
-	for _, rw := range v.Mods.RcptRewrites {
-		dropped = dropped || rw.NewArgs != rw.OldArgs
-		if rw.NewAddr != "" && rw.NewAddr != rw.Addr {
-			rw.NewArgs = rw.OldArgs
-			kept = append(kept, rw)
-		}
-	}
-	v.Mods.RcptRewrites = kept
-	if dropped {
-		v.NDR = policy.NDRNotPossibleWithSendmail
-		v.Notes = append(v.Notes, "Sendmail ignores ESMTP parameters on re-added recipients: NDRs are not suppressed")
-	}
 }
 
 // apply makes the verdict's modifications and returns the final answer. A
@@ -369,7 +349,7 @@ func (s *session) apply(m gomilter.Modifier, v *policy.Verdict) *gomilter.Respon
 			fail("delete recipient", err)
 			continue
 		}
-		if err := m.AddRecipient(gomilter.AddAngle(rw.To()), rw.NewArgs); err != nil {
+		if err := m.AddRecipient(gomilter.AddAngle(s.reAddAs(rw)), rw.NewArgs); err != nil {
 			fail("add recipient", err)
 			// Never leave a recipient deleted: put the original back.
 			fail("restore recipient", m.AddRecipient(gomilter.AddAngle(rw.Addr), rw.OldArgs))

@@ -107,12 +107,16 @@ const (
 	// The MTA cannot apply the rewrite (Sendmail keeps a re-added
 	// recipient's old DSN parameters).
 	NDRNotPossibleWithSendmail NDROutcome = "not-possible-with-sendmail"
+	// Sendmail could take the rewrite as a case variant (the milter's
+	// ndr_suppression.sendmail: case-variant), but its DSN offer is not
+	// proven right now: recipients' parameters are left alone.
+	NDRSendmailDSNUnproven NDROutcome = "sendmail-dsn-unproven"
 )
 
 // NDROutcomes lists every outcome a verdict line can carry, untouched first.
 func NDROutcomes() []NDROutcome {
 	return []NDROutcome{NDRUntouched, NDRSuppressed, NDRSuccessDSNStripped, NDRWouldSuppress,
-		NDRWouldStripSuccessDSN, NDRNotPossibleWithSendmail}
+		NDRWouldStripSuccessDSN, NDRNotPossibleWithSendmail, NDRSendmailDSNUnproven}
 }
 
 // Would returns the observe-mode form of an outcome.

@@ -74,6 +74,7 @@ func checkConfig(path string, fs *pflag.FlagSet, stdout io.Writer) int {
 	comp, _ := cfg.Compile()
 	fmt.Fprintf(stdout, "%s: ok (mode %s, %d DNSBL zones, BATV %s, NDR suppression %s, sent log %s)\n",
 		cfg.Source, cfg.Mode, len(comp.Zones), onOff(cfg.BATV.Enabled), onOff(cfg.NDR.Enabled), cfg.SentLog.Backend)
+	explainSendmailNDR(stdout, cfg)
 	return exitOK
 }
 

@@ -52,7 +52,7 @@ func startMetrics(listen string, d *daemon, log *zap.Logger) (*metricsServer, er
 		Help: "Configuration reloads (SIGHUP), by result."}, []string{"result"})
 	m.reg.MustRegister(m.messages, m.evidence, m.rcptRej, m.ndr, m.sessions, m.errors, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&dnsblCollector{d: d}, &selfWatchCollector{d: d})
+		&dnsblCollector{d: d}, &selfWatchCollector{d: d}, &sendmailDSNCollector{d: d})
 	if listen == "" || d == nil {
 		return m, nil
 	}
@@ -177,4 +177,34 @@ func (c *dnsblCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, v, zone)
 	}
 	ch <- prometheus.MustNewConstMetric(descCache, prometheus.GaugeValue, float64(rt.lists.CacheLen()))
+}
+
+// sendmailDSNCollector reads the Sendmail DSN self-check at scrape time
+// (ndr_suppression.sendmail: case-variant; absent when that is off).
+type sendmailDSNCollector struct{ d *daemon }
+
+var (
+	descDSNOffered  = prometheus.NewDesc(ns+"_sendmail_dsn_offered", "1 while the last self-check saw DSN in Sendmail's EHLO, so NDR suppression re-adds recipients as case variants.", nil, nil)
+	descDSNSwitches = prometheus.NewDesc(ns+"_sendmail_dsn_switches_total", "Changes of the Sendmail DSN self-check's result.", nil, nil)
+)
+
+func (c *sendmailDSNCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descDSNOffered
+	ch <- descDSNSwitches
+}
+
+func (c *sendmailDSNCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.d == nil {
+		return
+	}
+	rt := c.d.rt.Load()
+	if rt == nil || rt.dsn == nil {
+		return
+	}
+	v := 0.0
+	if rt.dsn.Offered() {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDSNOffered, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(descDSNSwitches, prometheus.CounterValue, float64(rt.dsn.Switches()))
 }

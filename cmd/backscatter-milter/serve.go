@@ -131,7 +131,8 @@ func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*dae
 		}
 		lns = append(lns, ln)
 		srv := milter.NewServer(milter.Options{Role: ro.r, Engine: engine, Log: log, OnError: comp.OnError,
-			MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: d.metrics.observer()})
+			MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: d.metrics.observer(),
+			SendmailDSN: func() *milter.DSNCheck { return d.rt.Load().dsn }})
 		d.servers = append(d.servers, srv)
 		d.wg.Add(1)
 		go func(ln net.Listener) {

@@ -14,6 +14,7 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/selfwatch"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
+	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/auth"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
@@ -30,6 +31,7 @@ type runtime struct {
 	stopBg  context.CancelFunc
 	resolve resolver.Resolver
 	watch   *selfwatch.Watcher // nil unless self_watch.egress is set
+	dsn     *milter.DSNCheck   // Sendmail DSN self-check; nil unless ndr_suppression.sendmail is case-variant
 }
 
 // buildOptions tune build for the commands that are not the server.
@@ -84,6 +86,9 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 				go w.Run(bg)
 			}
 		}
+	}
+	if rt.dsn = newDSNCheck(cfg, log); rt.dsn != nil && !o.noHealth {
+		go rt.dsn.Run(bg)
 	}
 
 	if cfg.BATV.Enabled {

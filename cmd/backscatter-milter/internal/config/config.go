@@ -120,6 +120,12 @@ type NDR struct {
 	Require                  string `mapstructure:"require"`
 	UnknownIsUnauthenticated bool   `mapstructure:"unknown_is_unauthenticated"`
 	StripSuccessDSN          bool   `mapstructure:"strip_success_dsn"`
+	// Sendmail is "off" or "case-variant" (docs/sendmail.md); SendmailSMTP
+	// is the Sendmail address whose EHLO must list DSN for it to act,
+	// checked at start and every SendmailCheckInterval.
+	Sendmail              string   `mapstructure:"sendmail"`
+	SendmailSMTP          string   `mapstructure:"sendmail_smtp"`
+	SendmailCheckInterval Duration `mapstructure:"sendmail_check_interval"`
 }
 
 // Redis is sent_log.redis: one server, a Sentinel set or a Cluster.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -35,6 +36,12 @@ type Compiled struct {
 	// passwords read from their files and TLS loaded: never print.
 	Redis sent.RedisOptions
 }
+
+// Values of ndr_suppression.sendmail.
+const (
+	SendmailOff         = "off"          // recipients are never rewritten under Sendmail
+	SendmailCaseVariant = "case-variant" // re-added with the domain in the other case (milter/sendmail.go)
+)
 
 // Validate reports every problem; it is Compile without the result.
 func (c *Config) Validate() Problems {
@@ -269,6 +276,18 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		s.NDR.SPFFailOnly = true
 	default:
 		bad("ndr_suppression.require", "%q: want spf-or-dkim (suppress unless SPF passes or an aligned DKIM signature verifies) or spf-fail (suppress only on SPF fail)", c.NDR.Require)
+	}
+	switch c.NDR.Sendmail {
+	case SendmailOff:
+	case SendmailCaseVariant:
+		if _, _, err := net.SplitHostPort(c.NDR.SendmailSMTP); err != nil {
+			bad("ndr_suppression.sendmail_smtp", "%q: want host:port of the Sendmail whose EHLO must offer DSN", c.NDR.SendmailSMTP)
+		}
+		if c.NDR.SendmailCheckInterval.D() <= 0 {
+			bad("ndr_suppression.sendmail_check_interval", "%s: want a positive duration", c.NDR.SendmailCheckInterval)
+		}
+	default:
+		bad("ndr_suppression.sendmail", "%q: want off (no recipient rewrite under Sendmail) or case-variant (re-add recipients with the domain in the other case; docs/sendmail.md)", c.NDR.Sendmail)
 	}
 
 	// Sent log
