@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +26,12 @@ type SinkOptions struct {
 	RejectReply string
 	// Hostname is the name in the greeting; default "sink.example.net".
 	Hostname string
+	// IP and Port say where to listen; default a free port on 127.0.0.1.
+	// A given Port may be shared with a sink on another loopback IP: a
+	// Sendmail whose mailers all use one port routes a domain to the other
+	// sink by IP (TestSendmailNDRCaseVariant).
+	IP   string
+	Port int
 }
 
 // Sink is Postfix's smtp-sink on a loopback port, saving every message it
@@ -125,8 +133,14 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		args = append(args, "-f", "RCPT", "-B", o.RejectReply)
 	}
 	for attempt := 0; ; attempt++ {
-		s.Port = FreePort(t)
-		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
+		s.Port = o.Port
+		if s.Port == 0 {
+			s.Port = FreePort(t)
+		}
+		if o.IP == "" {
+			o.IP = "127.0.0.1"
+		}
+		s.Addr = net.JoinHostPort(o.IP, strconv.Itoa(s.Port))
 		cmd := exec.Command(bin, append(args, s.Addr, "64")...)
 		stderr := &lockedBuffer{}
 		cmd.Stdout = stderr
@@ -140,6 +154,9 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		go func(done chan struct{}) { s.werr = cmd.Wait(); close(done) }(s.done)
 		err := waitListening(s.Addr, 10*time.Second, s.exited)
 		if err == nil {
+			if o.Port != 0 {
+				break // shared on purpose, see SinkOptions.Port
+			}
 			if err = soleListener(s.Port); err == nil {
 				break
 			}
