@@ -175,7 +175,12 @@ func TestActions(t *testing.T) {
 		e.Lists = fakeLists{panicStart: true}
 		h := start(t, e, func(o *milter.Options) { o.OnError = policy.Tempfail })
 		r := h.deliver(cleanIP, message{from: "alice@remote.test", rcpts: []rcpt{{"bob@example.org", ""}}})
-		wantAction(t, "mail", r.mail, gomilter.ActionTempFail, "")
+		// MAIL gets no reply (SMFIP_NR_MAIL): the failure is answered at RCPT.
+		wantAction(t, "mail", r.mail, gomilter.ActionContinue, "")
+		if len(r.rcpts) != 1 {
+			t.Fatalf("rcpt answers %v", r.rcpts)
+		}
+		wantAction(t, "rcpt", r.rcpts[0], gomilter.ActionTempFail, "")
 		if h.rec.errorCount("panic") != 1 {
 			t.Errorf("observer saw %d panics, want 1", h.rec.errorCount("panic"))
 		}
@@ -652,8 +657,8 @@ func TestLimits(t *testing.T) {
 		body := append(dsnBody("sent-1@example.org", "mx1.example.org", ""), bytes.Repeat([]byte("padding line\r\n"), 400)...)
 		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: body})
 		wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
-		if !r.skip {
-			t.Error("no SMFIR_SKIP once the body cap was reached")
+		if r.skip {
+			t.Error("SMFIR_SKIP sent although body chunks get no reply")
 		}
 		v := onlyVerdict(t, h)
 		if !slices.Contains(v.list("notes"), "body over 1000 bytes: judged on the first 1000") {
@@ -664,12 +669,12 @@ func TestLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("body of ordinary mail is skipped", func(t *testing.T) {
+	t.Run("body of ordinary mail is not kept", func(t *testing.T) {
 		h := start(t, testEngine(), nil)
 		r := h.deliver(cleanIP, message{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}},
 			headers: [][2]string{{"Subject", " x"}}, body: bytes.Repeat([]byte("x"), 200000)})
-		if !r.skip {
-			t.Error("the body of a non-bounce was not skipped")
+		if r.skip {
+			t.Error("SMFIR_SKIP sent although body chunks get no reply")
 		}
 		if b := h.rec.all()[0].body; b != 0 {
 			t.Errorf("kept %d body bytes", b)
