@@ -74,7 +74,9 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 				go c.RunHealth(bg, cfg.DNSBL.HealthInterval.D())
 			}
 		}
-		eng.Auth = returnPath{&auth.Checker{Resolver: r, Timeout: cfg.Limits.Timeout.D()}}
+		// SPF and DKIM answers are kept for their TTL; the DNSBL checker
+		// above has its own cache and asks r directly.
+		eng.Auth = returnPath{&auth.Checker{Resolver: resolver.NewCache(r, 0, 0), Timeout: cfg.Limits.Timeout.D()}}
 		if comp.SelfWatch != nil {
 			w, err := newSelfWatch(cfg, comp.SelfWatch, r, log)
 			if err != nil {

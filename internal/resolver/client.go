@@ -139,9 +139,38 @@ func negativeTTL(r *dns.Msg) time.Duration {
 	return 0
 }
 
+// answerFunc asks one question: the records of type qtype for name, the
+// smallest TTL among them, ErrNotFound or ErrTemporary. Client and Cache
+// share the conversions below through it.
+type answerFunc func(ctx context.Context, name string, qtype uint16) ([]dns.RR, time.Duration, error)
+
 // LookupA implements Resolver.
 func (c *Client) LookupA(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
-	rrs, ttl, err := c.answers(ctx, name, dns.TypeA)
+	return lookupA(ctx, c.answers, name)
+}
+
+// LookupTXT implements Resolver.
+func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, time.Duration, error) {
+	return lookupTXT(ctx, c.answers, name)
+}
+
+// LookupIP implements Resolver: A and AAAA; not found only when both are.
+func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	return lookupIP(ctx, c.answers, host)
+}
+
+// LookupMX implements Resolver.
+func (c *Client) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	return lookupMX(ctx, c.answers, name)
+}
+
+// LookupPTR implements Resolver.
+func (c *Client) LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error) {
+	return lookupPTR(ctx, c.answers, addr)
+}
+
+func lookupA(ctx context.Context, answers answerFunc, name string) ([]netip.Addr, time.Duration, error) {
+	rrs, ttl, err := answers(ctx, name, dns.TypeA)
 	if err != nil {
 		return nil, ttl, err
 	}
@@ -154,9 +183,8 @@ func (c *Client) LookupA(ctx context.Context, name string) ([]netip.Addr, time.D
 	return out, ttl, nil
 }
 
-// LookupTXT implements Resolver.
-func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, time.Duration, error) {
-	rrs, ttl, err := c.answers(ctx, name, dns.TypeTXT)
+func lookupTXT(ctx context.Context, answers answerFunc, name string) ([]string, time.Duration, error) {
+	rrs, ttl, err := answers(ctx, name, dns.TypeTXT)
 	if err != nil {
 		return nil, ttl, err
 	}
@@ -167,12 +195,11 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, time.Dur
 	return out, ttl, nil
 }
 
-// LookupIP implements Resolver: A and AAAA; not found only when both are.
-func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+func lookupIP(ctx context.Context, answers answerFunc, host string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	var errs []error
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		rrs, _, err := c.answers(ctx, host, qt)
+		rrs, _, err := answers(ctx, host, qt)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -201,9 +228,8 @@ func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, host)
 }
 
-// LookupMX implements Resolver.
-func (c *Client) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	rrs, _, err := c.answers(ctx, name, dns.TypeMX)
+func lookupMX(ctx context.Context, answers answerFunc, name string) ([]*net.MX, error) {
+	rrs, _, err := answers(ctx, name, dns.TypeMX)
 	if err != nil {
 		return nil, err
 	}
@@ -215,13 +241,12 @@ func (c *Client) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	return out, nil
 }
 
-// LookupPTR implements Resolver.
-func (c *Client) LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error) {
+func lookupPTR(ctx context.Context, answers answerFunc, addr netip.Addr) ([]string, error) {
 	rev, err := dns.ReverseAddr(addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %v", err)
 	}
-	rrs, _, err := c.answers(ctx, rev, dns.TypePTR)
+	rrs, _, err := answers(ctx, rev, dns.TypePTR)
 	if err != nil {
 		return nil, err
 	}

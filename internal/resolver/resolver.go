@@ -1,6 +1,8 @@
 // Package resolver is the project's one seam to DNS: every lookup (DNSBL, SPF,
 // DKIM) goes through the Resolver interface, so tests can point it at an
 // in-process server and a change of DNS library touches this package only.
+// Client asks the servers; Cache keeps a Client's answers for their TTL (SPF
+// and DKIM use it; package dnsbl caches its own).
 package resolver
 
 import (
