@@ -80,13 +80,15 @@ const Actions = gomilter.OptAddHeader | gomilter.OptQuarantine | gomilter.OptCha
 // only ever continues (DESIGN.md: this alone is most of a milter's cost):
 // connect, HELO, MAIL (a failure there is answered at RCPT), headers, end
 // of headers and body chunks, so only RCPT and end of message cost a round
-// trip. Body chunks get no reply at all rather than SMFIP_SKIP: a skip is
-// itself one wait per message, while most mail fits one 64 KiB chunk and
-// the milter discards what it does not read (docs/performance.md). DATA
-// and unknown commands are not sent at all, and header values are kept
-// exact (DKIM verification needs the leading space).
+// trip. Body chunks get no reply rather than SMFIP_SKIP: a skip is itself
+// one wait per message, while most mail fits one 64 KiB chunk and the
+// milter discards what it does not read (docs/performance.md); SKIP stays
+// for an MTA that does not offer body no-reply (where both are negotiated
+// the skip answer is simply not sent). DATA and unknown commands are not
+// sent at all, and header values are kept exact (DKIM verification needs
+// the leading space).
 const Protocol = gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoMailReply |
-	gomilter.OptNoHeaderReply | gomilter.OptNoEOHReply | gomilter.OptNoBodyReply |
+	gomilter.OptNoHeaderReply | gomilter.OptNoEOHReply | gomilter.OptNoBodyReply | gomilter.OptSkip |
 	gomilter.OptNoData | gomilter.OptNoUnknown | gomilter.OptHeaderLeadingSpace
 
 // Macros requested per stage. Sendmail honours an end-of-message list only
