@@ -279,6 +279,16 @@ type harness struct {
 // the options (Role, OnError, limits) before the server is built.
 func start(tb testing.TB, eng *policy.Engine, opts func(*milter.Options)) *harness {
 	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return startOn(tb, ln, eng, opts)
+}
+
+// startOn is start on a listener of the caller's (milter.Listen's).
+func startOn(tb testing.TB, ln net.Listener, eng *policy.Engine, opts func(*milter.Options)) *harness {
+	tb.Helper()
 	obsCore, logs := observer.New(zapcore.DebugLevel)
 	buf := &lockedBuffer{}
 	jsonCore := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), buf, zapcore.DebugLevel)
@@ -292,10 +302,6 @@ func start(tb testing.TB, eng *policy.Engine, opts func(*milter.Options)) *harne
 		opts(&o)
 	}
 	h.srv = milter.NewServer(o)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
 	h.addr = ln.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- h.srv.Serve(ln) }()

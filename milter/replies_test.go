@@ -10,6 +10,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/backscatter-milter/backscatter-milter/milter"
 )
 
 // replyCounter sits between go-milter's client (the MTA) and the milter and
@@ -149,5 +151,37 @@ func TestRepliesPerMessage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestQuickAckListener runs messages through milter.Listen's TCP listener,
+// whose reads go through a buffer (quickack_linux.go): packets that arrive
+// together, split or large come out whole and in order.
+func TestQuickAckListener(t *testing.T) {
+	ln, err := milter.Listen("inet:127.0.0.1:0", milter.SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startOn(t, ln, testEngine(), nil)
+	macros := gomilter.NewMacroBag()
+	s := h.conn(macros, cleanIP, "client.test")
+	defer s.Close()
+	big := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 3000) // 192 KB
+	for i, m := range []message{
+		{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}, {"carol@example.org", ""}}, headers: [][2]string{{"Subject", " one"}}, body: big},
+		{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")},
+		{from: "forger@fail.test", rcpts: []rcpt{{"bob@example.org", ""}}, headers: [][2]string{{"Subject", " three"}}, body: []byte("x\r\n")},
+	} {
+		r := h.send(s, macros, m)
+		if r.end == nil || r.end.Type != gomilter.ActionAccept {
+			t.Fatalf("message %d: end %+v", i, r.end)
+		}
+	}
+	seen := h.rec.all()
+	if len(seen) != 3 || len(seen[0].rcpts) != 2 || seen[1].body == 0 || seen[2].rcpts[0] != "bob@example.org" {
+		t.Fatalf("verdicts %+v", seen)
+	}
+	if v := h.waitVerdicts(3)[2]; v.str("ndr") != "suppressed" {
+		t.Errorf("third message: ndr %q", v.str("ndr"))
 	}
 }

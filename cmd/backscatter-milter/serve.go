@@ -24,9 +24,16 @@ import (
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	config.Flags(fs)
+	cpuProfileFlag(fs)
 	if done, code := parse(fs, args); done {
 		return code
 	}
+	stopProfile, err := startCPUProfile(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter: %v\n", err)
+		return exitUsage
+	}
+	defer stopProfile()
 	cfg, comp, err := config.FromFlags(fs)
 	if err != nil {
 		if _, isList := config.AsProblems(err); isList && cfg != nil {

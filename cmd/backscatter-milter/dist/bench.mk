@@ -10,12 +10,19 @@
 #                                       TCP with and without quick ACK, unix socket, no milter
 #   make bench-sendmail                 the Sendmail half of bench-latency
 #   make bench-e2e BENCH_NOTE="a fuzz run on both cores"   (no single quotes in the note)
+#   make bench-e2e BENCH_PROFILE=/tmp/cpu.pprof   CPU profile of backscatter-milter over the run
+#                                       (go tool pprof -top /tmp/cpu.pprof)
+#   make bench-e2e BENCH_COMPARE_BIN=/tmp/before BENCH_COMPARE_NAME="before (main)"
+#                                       another build as configuration (d): before/after in one run
 
 BENCH_ROUNDS       ?= 3
 BENCH_MESSAGES     ?= 1000
 BENCH_SESSIONS     ?= 20
 BENCH_LAT_MESSAGES ?= 30
 BENCH_NOTE         ?=
+BENCH_PROFILE      ?=
+BENCH_COMPARE_BIN  ?=
+BENCH_COMPARE_NAME ?=
 BENCH_DOC          ?= $(CURDIR)/docs/performance.md
 BENCH_E2E_PKG      := ./cmd/backscatter-milter/internal/benche2e/
 BENCH_E2E_ENV       = BACKSCATTER_BENCH_E2E=1 BACKSCATTER_REQUIRE_INTEGRATION=1 \
@@ -25,7 +32,8 @@ BENCH_E2E_ENV       = BACKSCATTER_BENCH_E2E=1 BACKSCATTER_REQUIRE_INTEGRATION=1 
 
 bench-e2e:
 	$(BENCH_E2E_ENV) BACKSCATTER_BENCH_ROUNDS=$(BENCH_ROUNDS) BACKSCATTER_BENCH_MESSAGES=$(BENCH_MESSAGES) \
-	BACKSCATTER_BENCH_SESSIONS=$(BENCH_SESSIONS) \
+	BACKSCATTER_BENCH_SESSIONS=$(BENCH_SESSIONS) BACKSCATTER_BENCH_PROFILE=$(BENCH_PROFILE) \
+	BACKSCATTER_BENCH_COMPARE_BIN=$(BENCH_COMPARE_BIN) BACKSCATTER_BENCH_COMPARE_NAME='$(BENCH_COMPARE_NAME)' \
 	  $(GO) test -tags benche2e -count=1 -v -timeout 60m -run '^TestPostfixThroughput$$' $(BENCH_E2E_PKG)
 
 bench-latency:

@@ -30,6 +30,7 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/milter"
+	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 )
 
 const (
@@ -47,6 +48,13 @@ const (
 	// plain net.Listen listener, else on milter.Listen's (quick ACK).
 	noopEnv      = "BACKSCATTER_BENCH_NOOP_MILTER"
 	noopPlainEnv = "BACKSCATTER_BENCH_NOOP_PLAIN"
+	// profileEnv names a file for a CPU profile of backscatter-milter (c)
+	// over the whole throughput run (go tool pprof BINARY FILE).
+	profileEnv = "BACKSCATTER_BENCH_PROFILE"
+	// compareEnv names another backscatter-milter binary (an earlier
+	// commit's) to run as configuration (d), compareNameEnv its label.
+	compareEnv     = "BACKSCATTER_BENCH_COMPARE_BIN"
+	compareNameEnv = "BACKSCATTER_BENCH_COMPARE_NAME"
 )
 
 // noopProtocol is what the reference do-nothing milter negotiates: no reply
@@ -157,6 +165,10 @@ func buildDaemon(t *testing.T) string {
 // settings a site must give (local domains, trusted networks, its resolver)
 // and a loopback DNSBL in place of ips.backscatterer.org. listen is the
 // milter address; resolverAddr serves backscatter.test and pass.test.
+//
+// It is production-like: BATV on (signing outbound, checking bounces), NDR
+// suppression on (the default: an SPF check per inbound message, and the
+// NOTIFY=NEVER rewrite for the senders whose SPF fails), one DNSBL zone.
 func daemonConfig(dir, listen, resolverAddr string) string {
 	return `listen: ` + listen + `
 mode: enforce
@@ -165,6 +177,7 @@ trusted_networks: [127.0.0.1/32]
 relays: [mx1.example.org, 192.0.2.0/24]
 resolver: ` + resolverAddr + `
 dnsbl: { zones: ["backscatter.test=127.0.0.2*6 senders=bounce"] }
+batv: { enabled: true, keys: [{ id: 0, file: ` + filepath.Join(dir, "batv.key") + ` }] }
 sent_log: { backend: embedded, path: ` + filepath.Join(dir, "sent.db") + ` }
 log: { format: json, level: info, file: ` + filepath.Join(dir, "milter.log") + ` }
 metrics: { listen: "127.0.0.1:0" }
@@ -173,7 +186,8 @@ metrics: { listen: "127.0.0.1:0" }
 
 // startDaemon runs the real daemon with daemonConfig on listen
 // ("inet:127.0.0.1:PORT" or "unix:/path").
-func startDaemon(t *testing.T, bin, listen, resolverAddr string) *child {
+// extraArgs go to serve (--cpu-profile).
+func startDaemon(t *testing.T, bin, listen, resolverAddr string, extraArgs ...string) *child {
 	t.Helper()
 	dir := mtatest.ShortDir(t)
 	if listen == "" {
@@ -183,7 +197,10 @@ func startDaemon(t *testing.T, bin, listen, resolverAddr string) *child {
 	if err := os.WriteFile(cfg, []byte(daemonConfig(dir, listen, resolverAddr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfg)
+	if err := os.WriteFile(filepath.Join(dir, "batv.key"), batvSecret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfg}, extraArgs...)...)
 	_, addr, _ := strings.Cut(listen, ":")
 	return startChild(t, "backscatter-milter", cmd, listen, addr)
 }
@@ -237,14 +254,16 @@ func startChild(t *testing.T, name string, cmd *exec.Cmd, spec, dialAddr string)
 
 // startDNS serves, with rbldnsd on a loopback port: backscatter.test, a
 // backscatter list in ip4set form listing 127.0.0.2 (which its health check
-// also requires), and the SPF record of pass.test allowing loopback.
+// also requires), the SPF record of pass.test allowing loopback and that of
+// fail.test allowing nobody.
 func startDNS(t *testing.T) string {
 	t.Helper()
 	mtatest.Require(t, "rbldnsd")
 	dir := mtatest.ShortDir(t)
 	files := map[string]string{
-		"bl":  ":127.0.0.2:Listed as a backscatter source\n127.0.0.2\n",
-		"spf": "@ 300 TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\nmail 300 TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n",
+		"bl":      ":127.0.0.2:Listed as a backscatter source\n127.0.0.2\n",
+		"spf":     "@ 300 TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\nmail 300 TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n",
+		"spffail": "@ 300 TXT \"v=spf1 -all\"\n",
 	}
 	for n, s := range files {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(s), 0o644); err != nil {
@@ -258,7 +277,7 @@ func startDNS(t *testing.T) string {
 	port := mtatest.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "-n", "-a", "-t", "300", "-b", "127.0.0.1/"+strconv.Itoa(port), "-w", dir,
-		"backscatter.test:ip4set:bl", "pass.test:generic:spf")
+		"backscatter.test:ip4set:bl", "pass.test:generic:spf", "fail.test:generic:spffail")
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -471,11 +490,31 @@ var ordinaryBody = func() string {
 	return strings.Repeat(line, ordinaryBodySize/len(line)+1)[:ordinaryBodySize]
 }()
 
-func ordinaryMessage(id string) []byte {
-	return []byte("From: Alice <alice@pass.test>\nTo: bob@example.org\nSubject: report " + id +
-		"\nDate: Tue, 24 Nov 2026 00:00:00 +0000\nMessage-ID: <" + id + "@pass.test>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n" + ordinaryBody)
+func ordinaryMessage(id string) []byte { return ordinaryMessageFrom("alice@pass.test", id) }
+
+func ordinaryMessageFrom(from, id string) []byte {
+	return []byte("From: <" + from + ">\nTo: bob@example.org\nSubject: report " + id +
+		"\nDate: Tue, 24 Nov 2026 00:00:00 +0000\nMessage-ID: <" + id + "@" + policyDomain(from) + ">\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n" + ordinaryBody)
 }
 
 func dsnMessage(id, relayName, relayIP string) []byte {
 	return mtatest.DSN("bob@example.org", "dsn-"+id+"@mx.remote.test", "orig-"+id+"@example.org", relayName, relayIP)
+}
+
+// batvSecret is the daemon's BATV key; taggedRcpt signs with it, as our
+// outbound mail would have been signed.
+var batvSecret = []byte("bench-batv-secret-0123456789abcdef")
+
+func taggedRcpt(addr string) string {
+	s := &batv.Signer{Keys: []batv.Key{{ID: 0, Secret: batvSecret}}}
+	tagged, err := s.Sign(addr)
+	if err != nil {
+		panic(err)
+	}
+	return tagged
+}
+
+func policyDomain(addr string) string {
+	_, d, _ := strings.Cut(addr, "@")
+	return d
 }
