@@ -46,7 +46,9 @@ type buildOptions struct {
 func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOptions) (*runtime, error) {
 	rt := &runtime{cfg: cfg, comp: comp}
 	eng := &policy.Engine{S: comp.Settings, AuthMemory: o.authStore}
-	if eng.AuthMemory == nil {
+	if eng.AuthMemory == nil && cfg.InternalBounce.Listen != "" {
+		// Only the internal-bounce role reads it: without that role, keeping
+		// a verdict per inbound message costs time and memory for nothing.
 		eng.AuthMemory = policy.NewAuthMemory(100_000, 7*24*time.Hour)
 	}
 	bg, cancel := context.WithCancel(context.Background())

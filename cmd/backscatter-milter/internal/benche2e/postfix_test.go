@@ -50,7 +50,7 @@ func never(int) bool { return false }
 var taggedBob = taggedRcpt("bob@example.org")
 
 var mixes = []mix{
-	{name: "ordinary 5 KB mail, 1 in 4 from an SPF-failing sender", message: ordinary, rejected: never, held: never},
+	{name: fmt.Sprintf("ordinary %d KB mail, 1 in 4 from an SPF-failing sender", ordinaryKB), message: ordinary, rejected: never, held: never},
 	{
 		// Of every 8: 4 ordinary messages, 2 DSNs answering mail that went
 		// out through our relay (to our user's BATV-signed address), one DSN

@@ -55,6 +55,8 @@ const (
 	// commit's) to run as configuration (d), compareNameEnv its label.
 	compareEnv     = "BACKSCATTER_BENCH_COMPARE_BIN"
 	compareNameEnv = "BACKSCATTER_BENCH_COMPARE_NAME"
+	// bodyKBEnv sets the ordinary message's body size in KB (default 5).
+	bodyKBEnv = "BACKSCATTER_BENCH_BODY_KB"
 )
 
 // noopProtocol is what the reference do-nothing milter negotiates: no reply
@@ -483,11 +485,20 @@ func percentile(xs []float64, p float64) float64 {
 // the DSN is an RFC 3464 report whose returned header names relay, a host
 // of ours (mx1.example.org, 192.0.2.10) or a stranger's.
 
-const ordinaryBodySize = 5 * 1024
+// ordinaryKB is the size of the ordinary message's body: 5 KB, or
+// $BACKSCATTER_BENCH_BODY_KB (make bench-e2e BENCH_BODY_KB=200, to weigh
+// body no-reply against skip on larger mail).
+var ordinaryKB = func() int {
+	if n, err := strconv.Atoi(os.Getenv(bodyKBEnv)); err == nil && n > 0 {
+		return n
+	}
+	return 5
+}()
 
 var ordinaryBody = func() string {
 	line := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 2)[:70] + "\n"
-	return strings.Repeat(line, ordinaryBodySize/len(line)+1)[:ordinaryBodySize]
+	size := ordinaryKB * 1024
+	return strings.Repeat(line, size/len(line)+1)[:size]
 }()
 
 func ordinaryMessage(id string) []byte { return ordinaryMessageFrom("alice@pass.test", id) }
