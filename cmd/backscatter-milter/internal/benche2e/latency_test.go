@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"net/netip"
 	"strings"
 	"testing"
@@ -107,13 +108,22 @@ func latencyMilters(t *testing.T) []*latencyConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []*latencyConfig{
+	configs := []*latencyConfig{
 		{name: "no milter", short: "none"},
 		{name: "backscatter-milter, unix socket", short: "unix", spec: unixDaemon.Spec},
 		{name: "backscatter-milter, TCP (quick ACK, the default)", short: "tcp", spec: tcpDaemon.Spec},
 		{name: "milter.Server in-process, TCP with quick ACK (milter.Listen)", short: "tcp-quick", spec: serveInProcess(t, quick)},
 		{name: "milter.Server in-process, TCP without quick ACK (net.Listen)", short: "tcp-plain", spec: serveInProcess(t, plain)},
 	}
+	if other := os.Getenv(compareEnv); other != "" {
+		name := os.Getenv(compareNameEnv)
+		if name == "" {
+			name = other
+		}
+		configs = append(configs, &latencyConfig{name: name + ", TCP", short: "compare",
+			spec: startDaemon(t, other, fmt.Sprintf("inet:127.0.0.1:%d", mtatest.FreePort(t)), dnsAddr).Spec})
+	}
+	return configs
 }
 
 // TestSendmailLatency is item 3 of the performance plan. Sendmail writes a
