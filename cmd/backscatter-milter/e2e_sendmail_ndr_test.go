@@ -77,6 +77,7 @@ func TestSendmailNDRCaseVariant(t *testing.T) {
 	t.Run("DSN offered: no DSN to the forged sender", func(t *testing.T) {
 		m, sm := sendmailNDRSetup(t)
 		m.waitLogLine(t, "Sendmail offers DSN")
+		wantDSNMetrics(t, m, 1, 1)
 		q := sendForged(t, sm, "smf-1@fail.test")
 		v := m.waitVerdict(t, "forged", func(v verdict) bool { return v.Stage == "eom" && v.Sender == "<forger@fail.test>" })
 		if v.Action != "accept" || v.NDR != "suppressed" || v.Auth != "forged" {
@@ -108,6 +109,7 @@ func TestSendmailNDRCaseVariant(t *testing.T) {
 	t.Run("DSN off in Sendmail: recipients left alone, the sender gets the DSN", func(t *testing.T) {
 		m, sm := sendmailNDRSetup(t, "define(`confPRIVACY_FLAGS', `authwarnings,noexpn,novrfy,noreceipts')dnl")
 		m.waitLogLine(t, "Sendmail's DSN offer is not proven")
+		wantDSNMetrics(t, m, 0, 0)
 		q := sendForged(t, sm, "smf-2@fail.test")
 		v := m.waitVerdict(t, "forged", func(v verdict) bool { return v.Stage == "eom" && v.Sender == "<forger@fail.test>" })
 		if v.Action != "accept" || v.NDR != "sendmail-dsn-unproven" {
@@ -140,5 +142,15 @@ func waitSendmailQueueEmpty(t *testing.T, sm *mtatest.Sendmail) {
 			t.Fatalf("Sendmail queue not empty: %+v (%v)", q, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// wantDSNMetrics checks the self-check's gauge and switch counter.
+func wantDSNMetrics(t *testing.T, m *testMilter, offered, switches float64) {
+	t.Helper()
+	fams := scrape(t, "http://"+m.d.metrics.addr+"/metrics")
+	o, sw := fams["backscatter_milter_sendmail_dsn_offered"], fams["backscatter_milter_sendmail_dsn_switches_total"]
+	if o == nil || sw == nil || o.values[""] != offered || sw.values[""] != switches {
+		t.Errorf("metrics: offered %v, switches %v; want %v, %v", o, sw, offered, switches)
 	}
 }
