@@ -48,6 +48,9 @@ const (
 	// plain net.Listen listener, else on milter.Listen's (quick ACK).
 	noopEnv      = "BACKSCATTER_BENCH_NOOP_MILTER"
 	noopPlainEnv = "BACKSCATTER_BENCH_NOOP_PLAIN"
+	// noopOursEnv=1 makes the do-nothing milter negotiate milter.Protocol,
+	// backscatter-milter's own flags, instead of noopProtocol.
+	noopOursEnv = "BACKSCATTER_BENCH_NOOP_OURS"
 	// profileEnv names a file for a CPU profile of backscatter-milter (c)
 	// over the whole throughput run (go tool pprof BINARY FILE).
 	profileEnv = "BACKSCATTER_BENCH_PROFILE"
@@ -89,9 +92,13 @@ func serveNoop(addr string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	protocol := noopProtocol
+	if os.Getenv(noopOursEnv) == "1" {
+		protocol = milter.Protocol
+	}
 	srv := gomilter.NewServer(
 		gomilter.WithMilter(func() gomilter.Milter { return gomilter.NoOpMilter{} }),
-		gomilter.WithProtocols(noopProtocol),
+		gomilter.WithProtocols(protocol),
 		gomilter.WithActions(0),
 	)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, gomilter.ErrServerClosed) {
@@ -135,14 +142,18 @@ type child struct {
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 // startNoop runs this test binary again as the do-nothing milter; plain:
-// without the quick-ACK listener.
-func startNoop(t *testing.T, plain bool) *child {
+// without the quick-ACK listener; ours: with backscatter-milter's protocol
+// flags (milter.Protocol) rather than the reference set.
+func startNoop(t *testing.T, plain bool, ours ...bool) *child {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), noopEnv+"="+addr)
 	if plain {
 		cmd.Env = append(cmd.Env, noopPlainEnv+"=1")
+	}
+	if len(ours) > 0 && ours[0] {
+		cmd.Env = append(cmd.Env, noopOursEnv+"=1")
 	}
 	return startChild(t, "do-nothing milter", cmd, "inet:"+addr, addr)
 }
