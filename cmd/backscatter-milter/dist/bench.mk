@@ -15,6 +15,7 @@
 #   make bench-e2e BENCH_COMPARE_BIN=/tmp/before BENCH_COMPARE_NAME="before (main)"
 #                                       another build as configuration (d): before/after in one run
 #   make bench-e2e BENCH_BODY_KB=200    ordinary mail of 200 KB instead of 5 KB
+#   make bench-e2e BENCH_BATCHES=5      configurations take turns every MESSAGES/5 messages (a busy machine)
 
 BENCH_ROUNDS       ?= 3
 BENCH_MESSAGES     ?= 1000
@@ -25,6 +26,7 @@ BENCH_PROFILE      ?=
 BENCH_COMPARE_BIN  ?=
 BENCH_COMPARE_NAME ?=
 BENCH_BODY_KB      ?= 5
+BENCH_BATCHES      ?= 1
 BENCH_DOC          ?= $(CURDIR)/docs/performance.md
 BENCH_E2E_PKG      := ./cmd/backscatter-milter/internal/benche2e/
 BENCH_E2E_ENV       = BACKSCATTER_BENCH_E2E=1 BACKSCATTER_REQUIRE_INTEGRATION=1 \
@@ -36,7 +38,7 @@ bench-e2e:
 	$(BENCH_E2E_ENV) BACKSCATTER_BENCH_ROUNDS=$(BENCH_ROUNDS) BACKSCATTER_BENCH_MESSAGES=$(BENCH_MESSAGES) \
 	BACKSCATTER_BENCH_SESSIONS=$(BENCH_SESSIONS) BACKSCATTER_BENCH_PROFILE=$(BENCH_PROFILE) \
 	BACKSCATTER_BENCH_COMPARE_BIN=$(BENCH_COMPARE_BIN) BACKSCATTER_BENCH_COMPARE_NAME='$(BENCH_COMPARE_NAME)' \
-	BACKSCATTER_BENCH_BODY_KB=$(BENCH_BODY_KB) \
+	BACKSCATTER_BENCH_BODY_KB=$(BENCH_BODY_KB) BACKSCATTER_BENCH_BATCHES=$(BENCH_BATCHES) \
 	  $(GO) test -tags benche2e -count=1 -v -timeout 60m -run '^TestPostfixThroughput$$' $(BENCH_E2E_PKG)
 
 bench-latency:

@@ -90,6 +90,8 @@ type setup struct {
 type runResult struct {
 	rate                       float64 // transactions per second, until the last SMTP session ended
 	drainedRate                float64 // the same until the sink had every delivered message
+	n                          int
+	elapsed, drained           time.Duration
 	accepted, rejected, failed int
 	wrong                      int     // outcomes other than the mix expects
 	cpuTicks                   int64   // milter process CPU (user+system)
@@ -97,15 +99,36 @@ type runResult struct {
 	rssKB, pssKB               int64
 }
 
+// add sums batch b into r (rates from the summed times, busy averaged).
+func (r *runResult) add(b runResult) {
+	busy := (r.busy*float64(r.n) + b.busy*float64(b.n)) / float64(r.n+b.n)
+	r.n += b.n
+	r.elapsed += b.elapsed
+	r.drained += b.drained
+	r.rate = float64(r.n) / r.elapsed.Seconds()
+	r.drainedRate = float64(r.n) / r.drained.Seconds()
+	r.accepted += b.accepted
+	r.rejected += b.rejected
+	r.failed += b.failed
+	r.wrong += b.wrong
+	r.cpuTicks += b.cpuTicks
+	r.busy = busy
+	r.rssKB, r.pssKB = max(r.rssKB, b.rssKB), max(r.pssKB, b.pssKB)
+}
+
 // TestPostfixThroughput is item 2 of the performance plan: smtp clients →
 // private Postfix → smtp-sink, 20 concurrent sessions, one message each,
-// three configurations alternated round by round, two mixes.
+// the configurations alternated round by round (or batch by batch), two mixes.
 func TestPostfixThroughput(t *testing.T) {
 	requireGate(t)
 	mtatest.RequirePostfix(t)
 	rounds := envInt(t, "BACKSCATTER_BENCH_ROUNDS", 3)
 	n := envInt(t, "BACKSCATTER_BENCH_MESSAGES", 1000)
 	sessions := envInt(t, "BACKSCATTER_BENCH_SESSIONS", 20)
+	batches := envInt(t, "BACKSCATTER_BENCH_BATCHES", 1)
+	if n%batches != 0 || (n/batches)%8 != 0 {
+		t.Fatalf("BACKSCATTER_BENCH_MESSAGES (%d) must split into BACKSCATTER_BENCH_BATCHES (%d) batches of a multiple of 8 (the mixes repeat every 8)", n, batches)
+	}
 	desc := machine()
 
 	dnsAddr := startDNS(t)
@@ -156,10 +179,23 @@ func TestPostfixThroughput(t *testing.T) {
 	}
 	for r := 0; r < rounds; r++ {
 		for _, mx := range mixes {
-			for k := range setups {
-				s := setups[(k+r)%len(setups)] // rotate who goes first
-				res := runLoad(t, s, mx, n, sessions, fmt.Sprintf("r%d-%s", r, s.short))
-				checkRun(t, s, mx, fmt.Sprintf("round %d", r+1), res)
+			// Each configuration's messages go in batches, the
+			// configurations taking turns batch by batch, so that a burst of
+			// load from elsewhere falls on all of them alike.
+			sum := map[string]*runResult{}
+			for _, s := range setups {
+				sum[s.short] = &runResult{}
+			}
+			for b := range batches {
+				for k := range setups {
+					s := setups[(k+r+b)%len(setups)] // rotate who goes first
+					res := runLoad(t, s, mx, n/batches, sessions, fmt.Sprintf("r%d-b%d-%s", r, b, s.short))
+					checkRun(t, s, mx, fmt.Sprintf("round %d", r+1), res)
+					sum[s.short].add(res)
+				}
+			}
+			for _, s := range setups {
+				res := *sum[s.short]
 				t.Logf("round %d, %s, %s: %.1f msg/s, milter CPU %d ticks, machine busy %.0f%%, %d accepted, %d rejected",
 					r+1, mx.name, s.name, res.rate, res.cpuTicks, 100*res.busy, res.accepted, res.rejected)
 				results[mx.name][s.short] = append(results[mx.name][s.short], res)
@@ -172,7 +208,7 @@ func TestPostfixThroughput(t *testing.T) {
 			peak[s.short] = statusKB(s.milter.pid(), "VmHWM")
 		}
 	}
-	table := throughputTable(desc, setups, results, peak, rounds, n, sessions)
+	table := throughputTable(desc, setups, results, peak, rounds, n, sessions, batches)
 	t.Log("\n" + table)
 	writeSection(t, "bench-e2e", table)
 }
@@ -259,6 +295,7 @@ func runLoad(t *testing.T, s *setup, mx mix, n, sessions int, tag string) runRes
 	}
 	drained := time.Since(start)
 	tot1, idle1 := systemBusy()
+	res.n, res.elapsed, res.drained = n, elapsed, drained
 	res.rate = float64(n) / elapsed.Seconds()
 	res.drainedRate = float64(n) / drained.Seconds()
 	if tot1 > tot0 {
@@ -302,12 +339,16 @@ func waitDrained(t *testing.T, pf *mtatest.Postfix) {
 	})
 }
 
-func throughputTable(desc string, setups []*setup, results map[string]map[string][]runResult, peak map[string]int64, rounds, n, sessions int) string {
+func throughputTable(desc string, setups []*setup, results map[string]map[string][]runResult, peak map[string]int64, rounds, n, sessions, batches int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s. Machine: %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), desc)
+	alternated := "round by round"
+	if batches > 1 {
+		alternated = fmt.Sprintf("batch by batch (%d batches of %d messages per round)", batches, n/batches)
+	}
 	fmt.Fprintf(&b, "%d rounds × %d messages per configuration and mix, %d concurrent SMTP sessions, one message per session; "+
-		"configurations alternated round by round (the first one rotates). Ratios are taken per round against (b) of the same round; "+
-		"cells show the median and, in brackets, min–max over the rounds.\n\n", rounds, n, sessions)
+		"configurations alternated %s, the first one rotating. Ratios are taken per round against (b) of the same round; "+
+		"cells show the median and, in brackets, min–max over the rounds.\n\n", rounds, n, sessions, alternated)
 	b.WriteString("| mix | configuration | messages/s | ratio to (b) | ratio to (b) until the queue is empty | milter CPU s / 1,000 msgs | machine busy |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
 	var goals []string
