@@ -41,8 +41,9 @@ func startCluster(t testing.TB, masters, replicas int) *cluster {
 		dir := t.TempDir()
 		n := mtatest.StartRedisNode(t, dir, func(port int) []string {
 			return []string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-				// Short, so a failover completes in seconds.
-				"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"}
+				// Short, so a failover completes in seconds; not shorter, so a loaded
+				// CI machine does not fail a node over by mistake.
+				"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0"}
 		})
 		c.nodes = append(c.nodes, n)
 		c.seeds = append(c.seeds, n.Addr)
@@ -87,7 +88,7 @@ func startSentinels(t *testing.T) *sentinelSet {
 		// Sentinel rewrites its configuration file: one each.
 		conf := filepath.Join(dir, "sentinel.conf")
 		body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n"+
-			"sentinel down-after-milliseconds %s 1000\n"+
+			"sentinel down-after-milliseconds %s 2000\n"+
 			"sentinel failover-timeout %s 5000\n"+
 			"sentinel parallel-syncs %s 1\n", s.master, s.primary.Port, s.master, s.master, s.master)
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
