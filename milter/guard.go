@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 )
 
 // guardListener hands go-milter only whole packets whose length and layout
-// its parser survives, and closes a connection at the first other one.
+// its parser survives, and closes a connection at the first other one. It
+// also enforces Options.MaxConnections.
 //
 // go-milter v0.10.1 (the newest release) has no recover in its connection
 // goroutine and slices some packets without checking them: a zero-length
@@ -17,27 +19,62 @@ import (
 // byte, a MAIL or RCPT without a NUL. Any of them, from anything that can
 // reach the socket, would end the whole process — every MTA session with
 // it. It also allocates whatever length a packet claims (up to 512 MiB).
-type guardListener struct{ net.Listener }
+type guardListener struct {
+	net.Listener
+	srv *Server
+}
 
 // maxPacket bounds one packet: body chunks of 1 MiB (the largest an MTA
 // can negotiate) plus room for the header.
 const maxPacket = 1<<20 + 1024
 
+// Memory held per connection between packets and while one arrives: a
+// buffer up to keepBuf is kept for the next packet; a larger one is
+// dropped once go-milter has read its packet, and a large packet's buffer
+// grows by readChunk as its bytes arrive, so a connection stalled inside
+// a packet holds what it sent, not what it claimed.
+const (
+	keepBuf   = 64 << 10
+	readChunk = 64 << 10
+)
+
 func (l guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.srv == nil {
+			return &guardedConn{Conn: c}, nil
+		}
+		if l.srv.conns.Add(1) > int64(l.srv.opts.MaxConnections) {
+			l.srv.conns.Add(-1)
+			c.Close()
+			l.srv.capRefused()
+			continue
+		}
+		return &guardedConn{Conn: c, srv: l.srv}, nil
 	}
-	return &guardedConn{Conn: c}, nil
 }
 
 type guardedConn struct {
 	net.Conn
-	buf     []byte // reused between packets
+	srv     *Server // nil: not counted
+	once    sync.Once
+	buf     []byte // reused between packets while small
 	pending []byte // the rest of the checked packet, not yet read by go-milter
 }
 
 var errBadPacket = errors.New("milter: malformed packet from the MTA")
+
+func (c *guardedConn) Close() error {
+	c.once.Do(func() {
+		if c.srv != nil {
+			c.srv.conns.Add(-1)
+		}
+	})
+	return c.Conn.Close()
+}
 
 func (c *guardedConn) Read(p []byte) (int, error) {
 	if len(c.pending) == 0 {
@@ -45,16 +82,12 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 		if _, err := io.ReadFull(c.Conn, hdr[:]); err != nil {
 			return 0, err
 		}
-		n := binary.BigEndian.Uint32(hdr[:])
+		n := int(binary.BigEndian.Uint32(hdr[:]))
 		if n == 0 || n > maxPacket {
 			return 0, errBadPacket
 		}
-		if cap(c.buf) < int(4+n) {
-			c.buf = make([]byte, 4+n, max(4+n, 4096))
-		}
-		pkt := c.buf[:4+n]
-		copy(pkt, hdr[:])
-		if _, err := io.ReadFull(c.Conn, pkt[4:]); err != nil {
+		pkt, err := c.readPacket(hdr, n)
+		if err != nil {
 			return 0, err
 		}
 		if !wellFormed(pkt[4], pkt[5:]) {
@@ -64,7 +97,36 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
+	if len(c.pending) == 0 && cap(c.buf) > keepBuf {
+		c.buf = nil
+	}
 	return n, nil
+}
+
+// readPacket reads the n bytes after hdr into the connection's buffer,
+// growing it only as bytes arrive.
+func (c *guardedConn) readPacket(hdr [4]byte, n int) ([]byte, error) {
+	total := 4 + n
+	pkt := c.buf[:0]
+	if cap(pkt) < min(total, keepBuf) {
+		pkt = make([]byte, 0, min(total, keepBuf))
+	}
+	pkt = append(pkt, hdr[:]...)
+	for len(pkt) < total {
+		chunk := min(total-len(pkt), readChunk)
+		if cap(pkt)-len(pkt) < chunk {
+			grown := make([]byte, len(pkt), min(total, max(2*cap(pkt), len(pkt)+chunk)))
+			copy(grown, pkt)
+			pkt = grown
+		}
+		m, err := io.ReadFull(c.Conn, pkt[len(pkt):len(pkt)+chunk])
+		pkt = pkt[:len(pkt)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.buf = pkt
+	return pkt, nil
 }
 
 // wellFormed checks what go-milter slices without checking.

@@ -22,9 +22,10 @@ func (s *session) logVerdict(v *policy.Verdict) {
 // LogVerdict writes a verdict line; `backscatter-milter test` uses it too,
 // so offline and online verdicts read the same.
 func LogVerdict(log *zap.Logger, t *policy.Transaction, v *policy.Verdict, took time.Duration) {
+	cut, cutFields := 0, 0
 	fields := []zap.Field{
 		zap.String("session", t.SessionID),
-		zap.String("queue_id", t.QueueID),
+		zap.String("queue_id", capField(t.QueueID, &cutFields)),
 		zap.String("stage", string(v.Stage)),
 		zap.String("action", v.Action.String()),
 		zap.String("would", v.Would.String()),
@@ -33,21 +34,25 @@ func LogVerdict(log *zap.Logger, t *policy.Transaction, v *policy.Verdict, took 
 		zap.Array("evidence", evidenceList(v.Evidence)),
 		zap.String("direction", t.Direction.String()),
 		zap.String("client_ip", addrString(t)),
-		zap.String("client_name", t.ClientName),
-		zap.String("helo", t.Helo),
-		zap.String("sender", "<"+t.Sender+">"),
+		zap.String("client_name", capField(t.ClientName, &cutFields)),
+		zap.String("helo", capField(t.Helo, &cutFields)),
+		zap.String("sender", "<"+capField(t.Sender, &cutFields)+">"),
 	}
 	if v.Stage == policy.StageRcpt {
-		fields = append(fields, zap.Strings("rcpts", []string{v.Recipient}))
+		fields = append(fields, zap.Strings("rcpts", []string{capField(v.Recipient, &cutFields)}))
 	} else {
 		rcpts := make([]string, 0, len(t.Recipients))
 		for _, r := range t.Recipients {
 			rcpts = append(rcpts, r.Addr)
 		}
-		fields = append(fields, zap.Strings("rcpts", rcpts))
+		fields = append(fields, zap.Strings("rcpts", capList(rcpts, MaxLogRcptBytes, &cut)))
 		if len(t.Rejected) > 0 {
-			fields = append(fields, zap.Strings("rejected_rcpts", t.Rejected))
+			fields = append(fields, zap.Strings("rejected_rcpts", capList(t.Rejected, MaxLogRcptBytes, &cut)))
 		}
+	}
+	if cut > 0 {
+		// The line stays one a log shipper takes; the count says what is missing.
+		fields = append(fields, zap.Int("rcpts_not_logged", cut))
 	}
 	if t.Auth != "" {
 		fields = append(fields, zap.Bool("sasl", true)) // the login name is personal data: not logged
@@ -62,13 +67,53 @@ func LogVerdict(log *zap.Logger, t *policy.Transaction, v *policy.Verdict, took 
 		fields = append(fields, zap.String("ndr", string(v.NDR)))
 	}
 	if v.Reply != nil {
-		fields = append(fields, zap.String("reply", v.Reply.String()))
+		fields = append(fields, zap.String("reply", capField(v.Reply.String(), &cutFields)))
 	}
 	if len(v.Notes) > 0 {
-		fields = append(fields, zap.Strings("notes", v.Notes))
+		fields = append(fields, zap.Strings("notes", capList(v.Notes, MaxLogRcptBytes, &cutFields)))
+	}
+	if cutFields > 0 {
+		fields = append(fields, zap.Int("fields_cut", cutFields))
 	}
 	fields = append(fields, zap.Float64("duration_ms", float64(took.Microseconds())/1000))
 	log.Info("verdict", fields...)
+}
+
+// MaxLogRcptBytes bounds the recipient addresses one verdict line carries
+// (each list: accepted, rejected); the rest are counted in
+// rcpts_not_logged. An address longer than that is cut to it.
+const MaxLogRcptBytes = 64 << 10
+
+// maxLogField bounds one free-text field of a verdict line (HELO, sender,
+// reply): far above anything an MTA passes on, far below what the socket
+// could carry.
+const maxLogField = 2048
+
+// capField cuts s to maxLogField bytes, counting a cut in *cut.
+func capField(s string, cut *int) string {
+	if len(s) <= maxLogField {
+		return s
+	}
+	*cut++
+	return s[:maxLogField] + "…"
+}
+
+// capList returns the first entries of l that fit in max bytes, adding
+// the number left out to *cut.
+func capList(l []string, max int, cut *int) []string {
+	n := 0
+	for i, s := range l {
+		if n+len(s) > max {
+			if i == 0 {
+				*cut += len(l) - 1
+				return []string{s[:max] + "…"}
+			}
+			*cut += len(l) - i
+			return l[:i]
+		}
+		n += len(s)
+	}
+	return l
 }
 
 func addrString(t *policy.Transaction) string {

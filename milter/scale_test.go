@@ -103,7 +103,7 @@ func TestScaleThousandSessions(t *testing.T) {
 	eng := testEngine()
 	eng.Lists = checkerLists{checker}
 	eng.Tagger = nil // BATV would refuse every untagged bounce and hide the DNSBL's effect
-	h := start(t, eng, func(o *milter.Options) { o.Log = zap.NewNop() })
+	h := start(t, eng, func(o *milter.Options) { o.Log = zap.NewNop(); o.MaxConnections = sessions })
 
 	runtime.GC()
 	var before runtime.MemStats

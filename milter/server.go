@@ -36,6 +36,20 @@ type Observer interface {
 	Error(kind string) // "panic", "internal", "negotiation"
 }
 
+// DecisionObserver is an Observer that also times decisions. Optional: an
+// Observer without it gets no timings.
+type DecisionObserver interface {
+	// Decided reports how long the policy took for one stage's verdict
+	// (policy.StageRcpt, StageEOM, StageInternal).
+	Decided(stage policy.Stage, took time.Duration)
+}
+
+// ConnObserver is an Observer that also counts connections refused
+// because MaxConnections were open. Optional.
+type ConnObserver interface {
+	ConnRefused()
+}
+
 type nopObserver struct{}
 
 func (nopObserver) Verdict(*policy.Transaction, *policy.Verdict) {}
@@ -61,15 +75,42 @@ type Options struct {
 	// sees DSN offered (sendmail.go); it is asked per message, so a reload
 	// may replace it. Nil, or a nil result: no rewrite under Sendmail.
 	SendmailDSN func() *DSNCheck
+	// MaxConnections bounds the open MTA connections: one more is closed
+	// at once (the MTA applies its milter default action, Postfix
+	// tempfails) and counted. DefaultMaxConnections when 0.
+	MaxConnections int
+	// MaxRcptBytes bounds the recipient addresses and parameters kept per
+	// message; a recipient past it is answered 452 4.5.3 (too many
+	// recipients: the client sends the rest later). DefaultMaxRcptBytes
+	// when 0.
+	MaxRcptBytes int
 }
+
+// DefaultMaxConnections is the default cap on open MTA connections. A
+// Postfix smtpd or cleanup process holds one connection; Postfix's default
+// process limit is 100 per service. A connection costs about 30 KiB when
+// idle and at most about 1 MiB while a large packet arrives (measured:
+// docs/security.md "Memory"), so 256 bounds what a flood of stalled
+// connections can hold to a few hundred MiB.
+const DefaultMaxConnections = 256
+
+// DefaultMaxRcptBytes bounds the recipients kept per message: Postfix's
+// default smtpd_recipient_limit of 1000 addresses of up to 254 bytes with
+// their parameters fits four times over.
+const DefaultMaxRcptBytes = 1 << 20
 
 // Server is a milter server for one role.
 type Server struct {
-	opts   Options
-	srv    *gomilter.Server
-	prefix string
-	seq    atomic.Uint64
-	active atomic.Int64
+	opts    Options
+	srv     *gomilter.Server
+	prefix  string
+	seq     atomic.Uint64
+	active  atomic.Int64 // sessions (negotiated connections)
+	conns   atomic.Int64 // accepted connections not yet closed
+	timer   DecisionObserver
+	refused ConnObserver
+	lastCap atomic.Int64 // Unix seconds of the last "connection cap" warning
+	capHits atomic.Int64 // refusals since that warning
 }
 
 // Actions are exactly the modifications the features need.
@@ -119,9 +160,17 @@ func NewServer(opts Options) *Server {
 	if opts.Role == RoleInternalBounce {
 		opts.OnError = policy.Accept // a tempfail there loses Postfix's bounce log
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.MaxRcptBytes <= 0 {
+		opts.MaxRcptBytes = DefaultMaxRcptBytes
+	}
 	var b [3]byte
 	rand.Read(b[:])
 	s := &Server{opts: opts, prefix: hex.EncodeToString(b[:])}
+	s.timer, _ = opts.Observer.(DecisionObserver)
+	s.refused, _ = opts.Observer.(ConnObserver)
 	mopts := []gomilter.Option{
 		gomilter.WithDynamicMilter(func(version uint32, action gomilter.OptAction, protocol gomilter.OptProtocol, maxData gomilter.DataSize) gomilter.Milter {
 			return newSession(s)
@@ -154,7 +203,9 @@ func (s *Server) negotiate(mtaVersion, milterVersion uint32, mtaActions, milterA
 
 // Serve accepts MTA connections on ln until Shutdown or Close. Every
 // connection passes through guardListener first.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(guardListener{ln}) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(guardListener{Listener: ln, srv: s})
+}
 
 // Shutdown stops accepting and waits for open sessions to end, up to ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
@@ -162,8 +213,43 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx
 // Close closes the listener and every session at once.
 func (s *Server) Close() error { return s.srv.Close() }
 
-// Active returns the number of open MTA connections.
+// Active returns the number of open MTA sessions.
 func (s *Server) Active() int64 { return s.active.Load() }
+
+// Conns returns the number of accepted MTA connections not yet closed.
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
+// decided reports the time a stage's verdict took since start.
+func (s *Server) decided(stage policy.Stage, start time.Time) {
+	if s.timer != nil {
+		s.timer.Decided(stage, time.Since(start))
+	}
+}
+
+// eomStage is the stage the end-of-message verdict of this role has.
+func (s *Server) eomStage() policy.Stage {
+	if s.opts.Role == RoleInternalBounce {
+		return policy.StageInternal
+	}
+	return policy.StageEOM
+}
+
+// capRefused counts a connection refused at the cap and logs it, at most
+// once a minute with the number refused since.
+func (s *Server) capRefused() {
+	if s.refused != nil {
+		s.refused.ConnRefused()
+	}
+	n := s.capHits.Add(1)
+	now := time.Now().Unix()
+	last := s.lastCap.Load()
+	if now-last < 60 || !s.lastCap.CompareAndSwap(last, now) {
+		return
+	}
+	s.capHits.Add(-n)
+	s.opts.Log.Warn("MTA connection refused: limits.max_connections are open (the MTA applies its milter default action)",
+		zap.Int("max_connections", s.opts.MaxConnections), zap.Int64("refused_since_last_warning", n))
+}
 
 // nextSessionID returns an ID unique to this process run: the RCPT-time and
 // final log lines of one transaction share it (Postfix's queue ID only

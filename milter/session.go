@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	gomilter "github.com/d--j/go-milter"
 	"go.uber.org/zap"
@@ -33,6 +34,8 @@ type session struct {
 	// the message is answered per on_error, never judged on half a state.
 	failed bool
 	sm     sendmailState // recipients as Sendmail routes them (sendmail.go)
+	// rcptBytes counts the recipient bytes of this message (limits.go).
+	rcptBytes int
 }
 
 func newSession(s *Server) *session {
@@ -108,6 +111,7 @@ func (s *session) reset() {
 	s.tx, s.eng, s.ctx, s.cancel = nil, nil, nil, nil
 	s.headerBytes, s.headersCut, s.bodyDecided, s.wantBody = 0, false, false, false
 	s.sm = sendmailState{}
+	s.rcptBytes = 0
 }
 
 func (s *session) NewConnection(gomilter.Modifier) error { return nil }
@@ -160,9 +164,13 @@ func (s *session) RcptTo(rcptTo, esmtpArgs string, m gomilter.Modifier) (resp *g
 	if s.tx == nil {
 		return gomilter.RespContinue, nil
 	}
+	if r := s.rcptOverCap(rcptTo, esmtpArgs); r != nil {
+		return r, nil
+	}
 	s.noteQueueID(m)
 	ctx, cancel := s.stageCtx()
 	defer cancel()
+	defer s.srv.decided(policy.StageRcpt, time.Now())
 	addr := strings.TrimSpace(gomilter.RemoveAngle(rcptTo))
 	s.noteSendmailRcpt(addr, m)
 	v := s.eng.RcptTo(ctx, s.tx, policy.Recipient{Addr: addr, Args: esmtpArgs, Mailer: m.Get(gomilter.MacroRcptMailer)})
@@ -284,6 +292,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 	}
 	ctx, cancel := s.stageCtx()
 	defer cancel()
+	defer s.srv.decided(s.srv.eomStage(), time.Now())
 	var v *policy.Verdict
 	if s.srv.opts.Role == RoleInternalBounce {
 		v = s.eng.InternalBounce(ctx, s.tx)
