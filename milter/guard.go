@@ -30,9 +30,9 @@ const maxPacket = 1<<20 + 1024
 
 // Memory held per connection between packets and while one arrives: a
 // buffer up to keepBuf is kept for the next packet; a larger one is
-// dropped once go-milter has read its packet, and a large packet's buffer
-// grows by readChunk as its bytes arrive, so a connection stalled inside
-// a packet holds what it sent, not what it claimed.
+// dropped once go-milter has read its packet, and a large packet gets its
+// full buffer only once its first readChunk has arrived, so a connection
+// that sends a length and stalls holds 64 KiB, not what it claimed.
 const (
 	keepBuf   = 64 << 10
 	readChunk = 64 << 10
@@ -115,7 +115,9 @@ func (c *guardedConn) readPacket(hdr [4]byte, n int) ([]byte, error) {
 	for len(pkt) < total {
 		chunk := min(total-len(pkt), readChunk)
 		if cap(pkt)-len(pkt) < chunk {
-			grown := make([]byte, len(pkt), min(total, max(2*cap(pkt), len(pkt)+chunk)))
+			// Past the first chunk, the packet's own size: a doubling
+			// buffer would leave as much again as garbage per connection.
+			grown := make([]byte, len(pkt), total)
 			copy(grown, pkt)
 			pkt = grown
 		}

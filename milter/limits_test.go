@@ -276,11 +276,6 @@ func TestMemoryHugeRecipients(t *testing.T) {
 	if refused != 299 {
 		t.Errorf("%d recipients refused, want 299", refused)
 	}
-	for _, l := range strings.Split(line, "\n") {
-		if len(l) > 1000 {
-			t.Logf("long line %d: %.300s", len(l), l)
-		}
-	}
 	if len(line) > 2*milter.MaxLogRcptBytes+4096 {
 		t.Errorf("log is %d bytes for one message", len(line))
 	}

@@ -87,11 +87,12 @@ type Options struct {
 }
 
 // DefaultMaxConnections is the default cap on open MTA connections. A
-// Postfix smtpd or cleanup process holds one connection; Postfix's default
-// process limit is 100 per service. A connection costs about 30 KiB when
-// idle and at most about 1 MiB while a large packet arrives (measured:
-// docs/security.md "Memory"), so 256 bounds what a flood of stalled
-// connections can hold to a few hundred MiB.
+// Postfix smtpd or cleanup process holds one connection, and Postfix's
+// default process limit is 100 per service. Measured (docs/security.md,
+// "Memory"): an open session costs tens of KiB (1,000 of them fit in
+// 64 MiB with the client side, TestScaleThousandSessions), one stalled
+// inside the largest packet about 1 MiB; 5,000 such connections against
+// this cap peaked at 280 MiB RSS (TestMemoryStalledConnectionsSoak).
 const DefaultMaxConnections = 256
 
 // DefaultMaxRcptBytes bounds the recipients kept per message: Postfix's
