@@ -19,6 +19,7 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
+	"github.com/backscatter-milter/backscatter-milter/policy/sent"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -101,22 +102,29 @@ type daemon struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex // serialises reloads
 	metrics *metricsServer
-	stop    sync.Once
+	// sentHealth outlives reloads, as the store does: metrics and
+	// /healthz read it.
+	sentHealth *sent.Health
+	stop       sync.Once
 	stopped chan struct{} // closed when shutdown has finished
 }
 
 func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*daemon, error) {
 	d := &daemon{log: log, cfg: cfg, errs: make(chan error, 2), stopped: make(chan struct{})}
-	rt, err := build(cfg, comp, log, buildOptions{})
+	d.sentHealth = sent.NewHealth(cfg.SentLog.Backend, sentLogEvents(log.Named("sent_log")))
+	var err error
+	// Metrics first: the counters exist (at 0) before anything counts.
+	d.metrics, err = startMetrics(cfg.Metrics.Listen, d, log)
 	if err != nil {
+		return nil, err
+	}
+	rt, err := build(cfg, comp, log, buildOptions{sentHealth: d.sentHealth, counts: d.metrics.counts})
+	if err != nil {
+		d.metrics.close()
 		return nil, err
 	}
 	d.rt.Store(rt)
-	d.metrics, err = startMetrics(cfg.Metrics.Listen, d, log)
-	if err != nil {
-		rt.close(false)
-		return nil, err
-	}
+	d.metrics.addEvidence(zoneEvidence(comp))
 	engine := func() *policy.Engine { return d.rt.Load().engine }
 	type role struct {
 		spec string
@@ -134,12 +142,13 @@ func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*dae
 				l.Close()
 			}
 			rt.close(false)
+			d.metrics.close()
 			return nil, err
 		}
 		lns = append(lns, ln)
 		srv := milter.NewServer(milter.Options{Role: ro.r, Engine: engine, Log: log, OnError: comp.OnError,
 			MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: d.metrics.observer(),
-			SendmailDSN: func() *milter.DSNCheck { return d.rt.Load().dsn }})
+			SendmailDSN: func() *milter.DSNCheck { return d.rt.Load().dsn }, MaxConnections: cfg.Limits.MaxConnections})
 		d.servers = append(d.servers, srv)
 		d.wg.Add(1)
 		go func(ln net.Listener) {
@@ -154,6 +163,40 @@ func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*dae
 		zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)), zap.Bool("batv", cfg.BATV.Enabled),
 		zap.Bool("ndr_suppression", cfg.NDR.Enabled), zap.String("sent_log", cfg.SentLog.Backend))
 	return d, nil
+}
+
+// zoneEvidence names the evidence of the configured DNSBL zones, so their
+// counters exist from the start.
+func zoneEvidence(comp *config.Compiled) []string {
+	var names []string
+	for _, z := range comp.Zones {
+		names = append(names, policy.EvDNSBLPrefix+z.Name)
+	}
+	return names
+}
+
+// sentLogEvents logs what the sent log's Health reports.
+func sentLogEvents(log *zap.Logger) func(sent.Event) {
+	return func(e sent.Event) {
+		fields := []zap.Field{zap.String("op", e.Op.String())}
+		if e.Err != nil {
+			fields = append(fields, zap.Error(e.Err))
+		}
+		if e.Suppressed > 0 {
+			fields = append(fields, zap.Uint64("more_failures_since_last_warning", e.Suppressed))
+		}
+		if e.MovedTo != "" {
+			fields = append(fields, zap.String("moved_to", e.MovedTo))
+		}
+		switch e.Level {
+		case "error":
+			log.Error(e.Msg, fields...)
+		case "warn":
+			log.Warn(e.Msg, fields...)
+		default:
+			log.Info(e.Msg, fields...)
+		}
+	}
 }
 
 func roleName(r milter.Role) string {
@@ -227,13 +270,15 @@ func (d *daemon) reload(fs *pflag.FlagSet) {
 	if !reflect.DeepEqual(cfg.SentLog, old.cfg.SentLog) {
 		d.log.Warn("sent_log changes only at restart; keeping the running one")
 	}
-	rt, err := build(cfg, comp, d.log, buildOptions{store: old.store, authStore: old.engine.AuthMemory})
+	rt, err := build(cfg, comp, d.log, buildOptions{store: old.store, authStore: old.engine.AuthMemory,
+		sentHealth: d.sentHealth, counts: d.metrics.counts})
 	if err != nil {
 		d.log.Error("reload failed: the running configuration stays", zap.Error(err))
 		d.metrics.reloaded(false)
 		return
 	}
 	d.rt.Store(rt)
+	d.metrics.addEvidence(zoneEvidence(comp))
 	old.close(true)
 	d.log.Info("configuration reloaded", zap.String("config", cfg.Source), zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)))
 	d.metrics.reloaded(true)

@@ -40,6 +40,10 @@ type buildOptions struct {
 	store     sent.Store // use this sent log instead of opening one
 	noHealth  bool       // do not start periodic zone health checks
 	authStore *policy.AuthMemory
+	// sentHealth receives the sent log's failures (nil: not reported);
+	// counts, the SPF, DKIM and BATV outcomes (nil: not counted).
+	sentHealth *sent.Health
+	counts     *policyCounts
 }
 
 // build turns a valid configuration into a working engine.
@@ -78,7 +82,7 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 		}
 		// SPF and DKIM answers are kept for their TTL; the DNSBL checker
 		// above has its own cache and asks r directly.
-		eng.Auth = returnPath{&auth.Checker{Resolver: resolver.NewCache(r, 0, 0), Timeout: cfg.Limits.Timeout.D()}}
+		eng.Auth = returnPath{c: &auth.Checker{Resolver: resolver.NewCache(r, 0, 0), Timeout: cfg.Limits.Timeout.D()}, counts: o.counts}
 		if comp.SelfWatch != nil {
 			w, err := newSelfWatch(cfg, comp.SelfWatch, r, log)
 			if err != nil {
@@ -102,28 +106,28 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 			cancel()
 			return nil, err
 		}
-		eng.Tagger = tagger{s: s, domains: comp.BATVDoms, graceUntil: comp.GraceUntil}
+		eng.Tagger = tagger{s: s, domains: comp.BATVDoms, graceUntil: comp.GraceUntil, counts: o.counts}
 	}
 
 	switch {
 	case o.store != nil:
-		rt.store = o.store
+		rt.store = o.store // already watched by the build that opened it
 	case cfg.SentLog.Backend == "memory":
-		rt.store = sent.NewMemory(cfg.SentLog.TTL.D())
+		rt.store = sent.Watch(sent.NewMemory(cfg.SentLog.TTL.D()), o.sentHealth)
 	case cfg.SentLog.Backend == "redis":
 		st, err := sent.NewRedis(comp.Redis, cfg.SentLog.TTL.D())
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("sent_log: %w", err)
 		}
-		rt.store = st
+		rt.store = sent.Watch(st, o.sentHealth)
 	default:
-		st, err := sent.OpenBolt(cfg.SentLog.Path, cfg.SentLog.TTL.D())
+		st, err := sent.OpenBoltHealth(cfg.SentLog.Path, cfg.SentLog.TTL.D(), o.sentHealth)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("sent_log.path: %w", err)
 		}
-		rt.store = st
+		rt.store = sent.Watch(st, o.sentHealth)
 	}
 	eng.Sent = rt.store
 	rt.engine = eng
@@ -186,12 +190,17 @@ type tagger struct {
 	s          *batv.Signer
 	domains    []string
 	graceUntil time.Time
+	counts     *policyCounts
 }
 
 func (t tagger) Enabled(domain string) bool {
 	return len(t.domains) == 0 || slices.Contains(t.domains, strings.ToLower(domain))
 }
-func (t tagger) Sign(addr string) (string, error) { return t.s.Sign(addr) }
+func (t tagger) Sign(addr string) (string, error) {
+	signed, err := t.s.Sign(addr)
+	t.counts.batvSigned(err)
+	return signed, err
+}
 func (t tagger) Verify(addr string) policy.TagStatus {
 	switch t.s.Verify(addr).Status {
 	case batv.StatusOK:
@@ -207,13 +216,18 @@ func (t tagger) Strip(addr string) string { return t.s.Strip(addr) }
 func (t tagger) Grace(now time.Time) bool { return !t.graceUntil.IsZero() && now.Before(t.graceUntil) }
 
 // returnPath presents an auth.Checker to the policy.
-type returnPath struct{ c *auth.Checker }
+type returnPath struct {
+	c      *auth.Checker
+	counts *policyCounts
+}
 
 func (r returnPath) SPF(ctx context.Context, ip netip.Addr, helo, mailFrom string) (string, string, error) {
 	if !ip.IsValid() {
 		return auth.SPFNone, "", nil
 	}
-	return r.c.SPF(ctx, ip, helo, mailFrom)
+	res, dom, err := r.c.SPF(ctx, ip, helo, mailFrom)
+	r.counts.spfResult(res)
+	return res, dom, err
 }
 
 func (r returnPath) Result(ctx context.Context, spf string, raw []byte, mailFrom string) (policy.AuthResult, string) {
@@ -224,6 +238,7 @@ func (r returnPath) Result(ctx context.Context, spf string, raw []byte, mailFrom
 	res := auth.Combine(spf, sigs)
 	why := "spf=" + spf
 	for _, s := range sigs {
+		r.counts.dkimResult(s.Valid, s.Aligned)
 		state := "fail"
 		if s.Valid {
 			state = "pass"

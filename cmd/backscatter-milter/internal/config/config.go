@@ -163,9 +163,10 @@ type SentLog struct {
 }
 
 type Limits struct {
-	BodyBytes   int      `mapstructure:"body_bytes"`
-	HeaderBytes int      `mapstructure:"header_bytes"`
-	Timeout     Duration `mapstructure:"timeout"`
+	BodyBytes      int      `mapstructure:"body_bytes"`
+	HeaderBytes    int      `mapstructure:"header_bytes"`
+	Timeout        Duration `mapstructure:"timeout"`
+	MaxConnections int      `mapstructure:"max_connections"`
 }
 
 type Log struct {

@@ -317,6 +317,9 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		bad("limits.header_bytes", "%d: want 4096 to 67108864", c.Limits.HeaderBytes)
 	}
 	positive(&ps, "limits.timeout", c.Limits.Timeout.D())
+	if c.Limits.MaxConnections < 1 || c.Limits.MaxConnections > 100000 {
+		bad("limits.max_connections", "%d: want 1 to 100000 (default %d)", c.Limits.MaxConnections, milter.DefaultMaxConnections)
+	}
 	switch c.Log.Format {
 	case "json", "console":
 	default:
