@@ -28,9 +28,16 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/backscatter-milter
 
+# The package default listens on a unix socket only the MTA's group can
+# use; `make run` listens on loopback TCP so that it runs without root and
+# a Postfix on this host reaches it as inet:127.0.0.1:8899.
+RUN_LISTEN ?= inet:127.0.0.1:8899
+
 run: build
 	@mkdir -p $(RUN_STATE)
-	BACKSCATTER_SENT_LOG_PATH=$(RUN_STATE)/sent.db ./$(BIN) serve --log-format console
+	@echo "make run: milter on $(RUN_LISTEN) (loopback TCP, for trying it out: every local user can reach it;"
+	@echo "          the installed default is a unix socket, see docs/security.md), sent log in $(RUN_STATE)"
+	BACKSCATTER_SENT_LOG_PATH=$(RUN_STATE)/sent.db ./$(BIN) serve --listen $(RUN_LISTEN) --log-format console
 
 # test-deps installs Postfix, Sendmail (private root), rbldnsd, redis-server,
 # swaks and m4 with apt-get. It needs root; as another user it says so.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -72,6 +73,9 @@ func checkConfig(path string, fs *pflag.FlagSet, stdout io.Writer) int {
 		return exitUsage
 	}
 	comp, _ := cfg.Compile()
+	for _, w := range cfg.Warnings(time.Now()) {
+		fmt.Fprintf(stdout, "%s: WARNING %s\n", cfg.Source, w)
+	}
 	fmt.Fprintf(stdout, "%s: ok (mode %s, %d DNSBL zones, BATV %s, NDR suppression %s, sent log %s)\n",
 		cfg.Source, cfg.Mode, len(comp.Zones), onOff(cfg.BATV.Enabled), onOff(cfg.NDR.Enabled), cfg.SentLog.Backend)
 	explainSendmailNDR(stdout, cfg)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -159,10 +160,19 @@ func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*dae
 		}(ln)
 		log.Info("listening", zap.String("listen", ro.spec), zap.String("role", roleName(ro.r)))
 	}
+	logWarnings(log, cfg)
 	log.Info("started", zap.String("version", version), zap.String("config", cfg.Source),
 		zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)), zap.Bool("batv", cfg.BATV.Enabled),
 		zap.Bool("ndr_suppression", cfg.NDR.Enabled), zap.String("sent_log", cfg.SentLog.Backend))
 	return d, nil
+}
+
+// logWarnings logs what config check warns about, at every start and
+// reload, so that a risky setting is never silent.
+func logWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings(time.Now()) {
+		log.Warn("configuration: "+w.Msg, zap.String("key", w.Key))
+	}
 }
 
 // zoneEvidence names the evidence of the configured DNSBL zones, so their
@@ -279,6 +289,7 @@ func (d *daemon) reload(fs *pflag.FlagSet) {
 	}
 	d.rt.Store(rt)
 	d.metrics.addEvidence(zoneEvidence(comp))
+	logWarnings(d.log, cfg)
 	old.close(true)
 	d.log.Info("configuration reloaded", zap.String("config", cfg.Source), zap.String("mode", cfg.Mode), zap.Int("zones", len(comp.Zones)))
 	d.metrics.reloaded(true)

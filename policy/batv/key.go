@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"syscall"
 )
 
 // MinKeyLen is the shortest secret accepted. Anything shorter makes the
@@ -35,8 +37,20 @@ func (k Key) GoString() string { return k.String() }
 // others may read (any bit of mode 0o077), a file that is not a regular file,
 // and a secret shorter than MinKeyLen after trailing newlines are trimmed.
 // The error never contains key material.
+//
+// It never blocks on what path names: a FIFO, a socket or a device is
+// refused from Lstat (or, behind a symlink, after an open with O_NONBLOCK,
+// which returns at once for a FIFO without a writer), so a wrong path
+// cannot hang config check, serve or a reload.
 func LoadKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	lst, err := os.Lstat(path)
+	if err != nil {
+		return nil, fmt.Errorf("batv: key file: %w", err)
+	}
+	if t := lst.Mode().Type(); t != 0 && t != fs.ModeSymlink {
+		return nil, fmt.Errorf("batv: key file %s is not a regular file (%s)", path, lst.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("batv: key file: %w", err)
 	}
@@ -48,7 +62,7 @@ func LoadKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("batv: key file: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("batv: key file %s is not a regular file", path)
+		return nil, fmt.Errorf("batv: key file %s is not a regular file (%s)", path, st.Mode().Type())
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("batv: key file %s has mode %04o: group or others can access it; run chmod 600 %s", path, perm, path)

@@ -1,10 +1,13 @@
 package batv
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestLoadKeyFile(t *testing.T) {
@@ -69,5 +72,49 @@ func TestLoadKeyFileNotRegular(t *testing.T) {
 	}
 	if _, err := LoadKeyFile(filepath.Join(dir, "absent")); err == nil {
 		t.Error("missing file: no error")
+	}
+}
+
+// TestLoadKeyFileNeverBlocks: a FIFO (no writer), a FIFO behind a symlink,
+// a unix socket and a device are refused at once; an open of a FIFO for
+// reading would otherwise wait forever for a writer.
+func TestLoadKeyFileNeverBlocks(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link-to-fifo")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	good := filepath.Join(dir, "good")
+	if err := os.WriteFile(good, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	goodLink := filepath.Join(dir, "link-to-good")
+	if err := os.Symlink(good, goodLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, link, sock, "/dev/null"} {
+		done := make(chan error, 1)
+		go func() { _, err := LoadKeyFile(p); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "regular") {
+				t.Errorf("%s: %v, want a not-a-regular-file error", p, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("LoadKeyFile(%s) blocks", p)
+		}
+	}
+	if k, err := LoadKeyFile(goodLink); err != nil || string(k) != "0123456789abcdef0123" {
+		t.Errorf("key behind a symlink: %q, %v", k, err)
 	}
 }

@@ -12,9 +12,16 @@ import (
 // DefaultLifetime is how long a tag stays valid when Signer.Lifetime is zero.
 const DefaultLifetime = 7 * 24 * time.Hour
 
-// MaxLifetime is the longest lifetime accepted. The day number wraps at 1000,
-// so a lifetime near it would make old tags look fresh again.
+// MaxLifetime is the longest lifetime accepted. The day number wraps at
+// DayWrap, so a lifetime near it would make old tags look fresh again.
 const MaxLifetime = 365 * 24 * time.Hour
+
+// DayWrap is the period of a tag's day number (three digits, the BATV
+// draft's DDD): a tag made on day D verifies again on days D+DayWrap …
+// D+DayWrap+lifetime−1 if its key is still configured. Rotating keys is the
+// cure (docs/operations.md, "BATV key rotation"); config check warns when a
+// key is old enough.
+const DayWrap = 1000
 
 const day = 24 * time.Hour
 
@@ -100,8 +107,12 @@ func (s *Signer) now() time.Time {
 }
 
 // lifetimeDays is the lifetime in whole days, rounded up, at least 1.
-func (s *Signer) lifetimeDays() int {
-	l := s.Lifetime
+func (s *Signer) lifetimeDays() int { return LifetimeDays(s.Lifetime) }
+
+// LifetimeDays is a lifetime in whole days, rounded up, at least 1
+// (DefaultLifetime when l ≤ 0): the number of calendar days a tag
+// verifies, counting the day it was made.
+func LifetimeDays(l time.Duration) int {
 	if l <= 0 {
 		l = DefaultLifetime
 	}
@@ -123,7 +134,11 @@ func (s *Signer) key(id int) ([]byte, bool) {
 	return nil, false
 }
 
-// Sign returns addr tagged with the current key, expiring Lifetime from now.
+// Sign returns addr tagged with the current key. The tag carries its expiry
+// day, today + lifetime (UTC): it verifies on the day it was made and the
+// lifetime−1 days after, and is refused from the expiry day on, so a tag
+// never lives longer than Lifetime (a 7d tag made on a Monday verifies
+// through Sunday).
 // An address that already carries a tag is re-signed from its base, never
 // tagged twice. Surrounding spaces and angle brackets are dropped.
 func (s *Signer) Sign(addr string) (string, error) {
@@ -151,7 +166,7 @@ func (s *Signer) Sign(addr string) (string, error) {
 		return "", ErrQuotedLocal
 	}
 	secret, _ := s.key(s.Current)
-	t := Tag{KeyID: s.Current, Day: (dayNumber(s.now()) + s.lifetimeDays()) % 1000}
+	t := Tag{KeyID: s.Current, Day: (dayNumber(s.now()) + s.lifetimeDays()) % DayWrap}
 	t.MAC = mac(secret, t, addr)
 
 	var b strings.Builder
@@ -245,8 +260,9 @@ type Result struct {
 	Reason   string // why the status is bad; empty otherwise
 	KeyID    int    // K, -1 when no well-formed tag
 	Day      int    // DDD, expiry day mod 1000, -1 when no well-formed tag
-	// DaysLeft is (DDD − today) mod 1000: 0..lifetime for a live tag, larger
-	// for an expired one (1000 − DaysLeft days ago, if it is ours).
+	// DaysLeft is (DDD − today) mod DayWrap: 1..lifetime for a live tag,
+	// 0 on its expiry day, larger for one that expired DayWrap − DaysLeft
+	// days ago (if it is ours).
 	DaysLeft int
 	Syntax   Syntax // form the tag was in
 }
@@ -273,8 +289,8 @@ func (s *Signer) Verify(addr string) Result {
 		r.Status, r.Reason = StatusBad, ReasonMAC
 		return r
 	}
-	r.DaysLeft = ((tag.Day-dayNumber(s.now()))%1000 + 1000) % 1000
-	if r.DaysLeft <= s.lifetimeDays() {
+	r.DaysLeft = ((tag.Day-dayNumber(s.now()))%DayWrap + DayWrap) % DayWrap
+	if r.DaysLeft >= 1 && r.DaysLeft <= s.lifetimeDays() {
 		r.Status = StatusOK
 	} else {
 		r.Status = StatusExpired

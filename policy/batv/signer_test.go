@@ -123,12 +123,16 @@ func TestExpiry(t *testing.T) {
 			}{
 				{0, StatusOK, 7},
 				{1, StatusOK, 6},
-				{7, StatusOK, 0},
+				{6, StatusOK, 1},      // the 7th day, the last
+				{7, StatusExpired, 0}, // the 8th day: refused
 				{8, StatusExpired, 999},
 				{500, StatusExpired, 507},
 				{993, StatusExpired, 14},
-				{999, StatusExpired, 8}, // 1000 days later the tag would look fresh; this is the rule's edge
-				{-1, StatusExpired, 8},  // clock set back: too far in the future to be ours
+				{999, StatusExpired, 8},
+				{1000, StatusOK, 7}, // the wrap: DayWrap days later the tag looks fresh (rotate keys)
+				{1006, StatusOK, 1}, // for a whole lifetime
+				{1007, StatusExpired, 0},
+				{-1, StatusExpired, 8}, // clock set back: too far in the future to be ours
 			}
 			for _, tt := range tests {
 				if start+tt.offset < 0 {
@@ -162,13 +166,27 @@ func TestLifetime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Now = atDay(20000 + tt.days)
+		// Valid on tt.days calendar days counting the day it was made,
+		// refused on the next: never longer than the lifetime.
+		s.Now = atDay(20000 + tt.days - 1)
 		if r := s.Verify(signed); r.Status != StatusOK {
 			t.Errorf("lifetime %s: last day %s", tt.lifetime, r.Status)
 		}
-		s.Now = atDay(20000 + tt.days + 1)
+		s.Now = atDay(20000 + tt.days)
 		if r := s.Verify(signed); r.Status != StatusExpired {
 			t.Errorf("lifetime %s: day after %s", tt.lifetime, r.Status)
+		}
+		// Late on the day it was made, the tag still has its full days
+		// left but not one more: signed at 23:59, refused lifetime−1 days
+		// and a minute later.
+		s.Now = func() time.Time { return time.Unix(20000*86400+86399, 0) }
+		late, err := s.Sign("u@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Now = func() time.Time { return time.Unix(int64(20000+tt.days)*86400, 0) }
+		if r := s.Verify(late); r.Status != StatusExpired {
+			t.Errorf("lifetime %s: signed late, %s after %d days", tt.lifetime, r.Status, tt.days)
 		}
 	}
 }

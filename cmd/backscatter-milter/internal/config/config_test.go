@@ -24,7 +24,7 @@ func TestEmbeddedDefaultsAreValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("embedded defaults: %v", err)
 	}
-	if c.Listen != "inet:127.0.0.1:8899" || c.DNSBL.Timeout.D() != 2*time.Second || c.SentLog.TTL.D() != 30*24*time.Hour {
+	if c.Listen != DefaultSocket || c.DNSBL.Timeout.D() != 2*time.Second || c.SentLog.TTL.D() != 30*24*time.Hour {
 		t.Errorf("defaults not read: %+v", c)
 	}
 	comp, ps := c.Compile()
