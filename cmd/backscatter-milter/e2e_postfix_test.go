@@ -152,7 +152,7 @@ func TestPostfixEndToEnd(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		for _, want := range []string{
-			`backscatter_milter_messages_total{action="quarantine",direction="inbound",mode="enforce"} 1`,
+			`backscatter_milter_messages_total{action="quarantine",direction="inbound",mode="enforce",role="smtpd"} 1`,
 			`backscatter_milter_rcpt_rejects_total 1`,
 			`backscatter_milter_evidence_total{name="bounce:ours"} 1`,
 		} {
