@@ -107,7 +107,7 @@ type daemon struct {
 	// /healthz read it.
 	sentHealth *sent.Health
 	stop       sync.Once
-	stopped chan struct{} // closed when shutdown has finished
+	stopped    chan struct{} // closed when shutdown has finished
 }
 
 func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*daemon, error) {
