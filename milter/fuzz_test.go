@@ -1,14 +1,19 @@
 package milter_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/backscatter-milter/backscatter-milter/policy/sent"
 )
 
 // Pools the fuzzer picks from with a one-byte argument, so that short
@@ -122,9 +127,8 @@ func (s *fuzzScript) next() (pkt []byte, ok bool) {
 	}
 }
 
-// FuzzSession feeds random command sequences to a server: it must never
-// panic (not even a recovered one), never hang, and end every session.
-func FuzzSession(f *testing.F) {
+// fuzzSeeds adds the seeds both session fuzz targets start from.
+func fuzzSeeds(f *testing.F) {
 	full := []byte{0,
 		0, 1, 0, 1, 1, 0, // connect clean IP, HELO
 		2, 1, 0, 1, 0, // MAIL FROM:<>
@@ -138,65 +142,120 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte{8, 0, 1, 4, 1, 4, 1, 2, 1, 0, 1, 0, 3, 1, 3, 1, 0, 9})            // old MTA, abort after RCPT
 	f.Add([]byte{3, 12, 1, 'O', 4, 1, 2, 3, 4, 8, 8, 9, 9})                        // renegotiation, EOM first
 	f.Add([]byte{1, 0, 1, 7, 14, 29, 44, 5, 3, 'a', ':', 'b', 2, 0xff, 0xfe, 7, 3, 0, 0, 0, 8, 13, 0, 1, 5})
+}
+
+// FuzzSession feeds random command sequences to a server: it must never
+// panic (not even a recovered one), never hang, and end every session.
+func FuzzSession(f *testing.F) {
+	fuzzSeeds(f)
 	h := start(f, testEngine(), nil)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzSession(t, h, data, nil) })
+}
+
+// FuzzSessionRealStore is FuzzSession against a real bbolt sent log in a
+// temporary directory (watched as serve watches it), so outbound mail is
+// really recorded and bounces really looked up. Two bits of the flags byte
+// damage the file before the session: its meta pages (16) or its length
+// (32). The store must recover and no panic may reach the session.
+func FuzzSessionRealStore(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add([]byte{16, 0, 10, 2, 1, 1, 1, 1, 0, 1, 1, 2, 1, 3, 1, 0, 3, 1, 3, 1, 1, 14})
+	f.Add([]byte{32, 0, 1, 0, 1, 1, 0, 2, 1, 0, 1, 0, 3, 1, 1, 1, 0, 4, 5, 1, 0, 6, 7, 1, 0, 8})
+	f.Add([]byte{48, 14, 29, 44})
+	path := filepath.Join(f.TempDir(), "sent.db")
+	health := sent.NewHealth("embedded", nil)
+	st, err := sent.OpenBoltHealth(path, time.Hour, health)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	eng := testEngine()
+	eng.Sent = sent.Watch(st, health)
+	h := start(f, eng, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) == 0 {
-			return
-		}
-		flags := data[0]
-		protocol := uint32(mtaProtocols)
-		if flags&1 != 0 {
-			protocol &^= uint32(gomilter.OptHeaderLeadingSpace)
-		}
-		if flags&2 != 0 {
-			protocol &^= uint32(gomilter.OptSkip | gomilter.OptNoReplies)
-		}
-		neg := optneg(protocol)
-		if flags&4 != 0 { // an MTA that offers only some actions
-			binary.BigEndian.PutUint32(neg[9:], uint32(gomilter.OptAddHeader|gomilter.OptQuarantine))
-		}
-		if flags&8 != 0 { // protocol version 2
-			binary.BigEndian.PutUint32(neg[5:], 2)
-			binary.BigEndian.PutUint32(neg[13:], protocol&0x7f)
-		}
-		conn, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		drained := make(chan error, 1)
-		go func() {
-			_, err := io.Copy(io.Discard, conn)
-			drained <- err
-		}()
-		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		s := &fuzzScript{data: data[1:]}
-		out := neg
-		for p, ok := s.next(); ok; p, ok = s.next() {
-			out = append(out, p...)
-		}
-		out = append(out, packet('Q')...)
-		if _, err := conn.Write(out); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatal("the server stopped reading")
+		fuzzSession(t, h, data, func(flags byte) {
+			if flags&16 != 0 {
+				damageFile(t, path, 0, 8192)
 			}
-		}
-		conn.(*net.TCPConn).CloseWrite()
-		select {
-		case <-drained:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the server did not end the session after QUIT")
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for h.srv.Active() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d sessions still active", h.srv.Active())
+			if flags&32 != 0 {
+				os.Truncate(path, 4096+int64(len(data)))
 			}
-			time.Sleep(time.Millisecond)
-		}
-		if n := h.rec.errorCount("panic"); n != 0 {
-			t.Fatalf("%d panics recovered in the session:\n%s", n, h.json.String())
-		}
+		})
 	})
+}
+
+// damageFile overwrites [from, to) of path with bytes that are not bbolt.
+func damageFile(t *testing.T, path string, from, to int64) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return // replaced and not yet recreated: nothing to damage
+	}
+	defer f.Close()
+	f.WriteAt(bytes.Repeat([]byte{0xa5, 0x5a, 0x13}, int(to-from)/3+1)[:to-from], from)
+}
+
+// fuzzSession runs one fuzz input as one MTA connection; damage, if not
+// nil, is called with the flags byte before the connection opens.
+func fuzzSession(t *testing.T, h *harness, data []byte, damage func(flags byte)) {
+	if len(data) == 0 {
+		return
+	}
+	flags := data[0]
+	if damage != nil {
+		damage(flags)
+	}
+	protocol := uint32(mtaProtocols)
+	if flags&1 != 0 {
+		protocol &^= uint32(gomilter.OptHeaderLeadingSpace)
+	}
+	if flags&2 != 0 {
+		protocol &^= uint32(gomilter.OptSkip | gomilter.OptNoReplies)
+	}
+	neg := optneg(protocol)
+	if flags&4 != 0 { // an MTA that offers only some actions
+		binary.BigEndian.PutUint32(neg[9:], uint32(gomilter.OptAddHeader|gomilter.OptQuarantine))
+	}
+	if flags&8 != 0 { // protocol version 2
+		binary.BigEndian.PutUint32(neg[5:], 2)
+		binary.BigEndian.PutUint32(neg[13:], protocol&0x7f)
+	}
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	drained := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, conn)
+		drained <- err
+	}()
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	s := &fuzzScript{data: data[1:]}
+	out := neg
+	for p, ok := s.next(); ok; p, ok = s.next() {
+		out = append(out, p...)
+	}
+	out = append(out, packet('Q')...)
+	if _, err := conn.Write(out); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the server stopped reading")
+		}
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not end the session after QUIT")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions still active", h.srv.Active())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.rec.errorCount("panic"); n != 0 {
+		t.Fatalf("%d panics recovered in the session:\n%s", n, h.json.String())
+	}
 }
