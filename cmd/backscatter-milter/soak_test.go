@@ -43,6 +43,7 @@ type soakPhase struct {
 	at      float64
 	fault   dnstest.Fault
 	restart bool
+	damage  bool // overwrite the sent log's meta pages under the running milter
 }
 
 var soakPhases = []soakPhase{
@@ -51,6 +52,7 @@ var soakPhases = []soakPhase{
 	{name: "dns slow (3 s)", at: 0.25, fault: dnstest.Fault{Delay: 3 * time.Second}},
 	{name: "dns SERVFAIL", at: 0.40, fault: dnstest.Fault{Rcode: dns.RcodeServerFailure}},
 	{name: "dns garbage", at: 0.50, fault: dnstest.Fault{Garbage: true}},
+	{name: "sent log damaged", at: 0.55, damage: true},
 	{name: "normal again", at: 0.60},
 	{name: "milter restarted", at: 0.70, restart: true},
 	{name: "after restart"},
@@ -196,6 +198,7 @@ batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.o
 	var sessMu sync.Mutex
 	var sessions []soakSession
 	var restartStart, restartEnd atomic.Int64 // unix nanoseconds
+	var replaced atomic.Uint64                // damaged sent logs replaced before the restart
 	var sessNo, sessErrs atomic.Int64
 
 	// The controller moves through the phases as messages are started.
@@ -216,7 +219,11 @@ batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.o
 			dnsSrv.SetFault("*", ph.fault)
 			phase.Store(int32(p))
 			t.Logf("soak: %v: phase %q at message %d", time.Since(began).Round(time.Millisecond), ph.name, started.Load())
+			if ph.damage {
+				scribble(t, filepath.Join(m.Dir, "sent.db"), 0, 2*4096, 7)
+			}
 			if ph.restart {
+				replaced.Store(m.d.sentHealth.Replacements())
 				restartStart.Store(time.Now().UnixNano())
 				if err := m.restart(); err != nil {
 					t.Errorf("milter restart: %v", err)
@@ -302,6 +309,11 @@ batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.o
 	dnsSrv.SetFault("*", dnstest.Fault{})
 	if restartStart.Load() == 0 {
 		t.Errorf("the milter was never restarted")
+	}
+	// The damaged sent log was found by the lookups that followed, moved
+	// aside and replaced, with mail flowing (the accounting below).
+	if moved, _ := filepath.Glob(filepath.Join(m.Dir, "sent.db.damaged-*")); replaced.Load() == 0 || len(moved) == 0 {
+		t.Errorf("sent log damaged mid-run: %d replacements before the restart, damaged files %v", replaced.Load(), moved)
 	}
 
 	// Let Postfix deliver what it accepted: nothing may stay in the active,
