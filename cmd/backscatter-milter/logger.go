@@ -124,7 +124,7 @@ func openReopenFile(path string) (*reopenFile, error) {
 }
 
 func openLogFile(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 }
 
 func (r *reopenFile) Write(p []byte) (int, error) {
