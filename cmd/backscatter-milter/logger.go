@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
@@ -164,9 +165,35 @@ var _ io.Writer = (*reopenFile)(nil)
 func routeLibraryLogs(log *zap.Logger) {
 	gm := log.Named("go-milter").Sugar()
 	gomilter.LogWarning = func(format string, v ...any) { gm.Warnf(format, v...) }
-	redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
+	redis.SetLogger(&redisLogger{s: log.Named("redis").Sugar()})
 }
 
-type redisLogger struct{ s *zap.SugaredLogger }
+// redisLogger passes go-redis's warnings on, at most one a minute with the
+// number left out: a Redis that is down makes go-redis warn at every dial,
+// which is every lookup. The failures themselves are counted by the sent
+// log's Health.
+type redisLogger struct {
+	s          *zap.SugaredLogger
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
 
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }
+func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.last = now
+	n := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+	if n > 0 {
+		l.s.With("more_since_last_warning", n).Warnf(format, v...)
+		return
+	}
+	l.s.Warnf(format, v...)
+}
