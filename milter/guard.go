@@ -31,12 +31,10 @@ const maxPacket = 1<<20 + 1024
 // Memory held per connection between packets and while one arrives: a
 // buffer up to keepBuf is kept for the next packet; a larger one is
 // dropped once go-milter has read its packet, and a large packet gets its
-// full buffer only once its first readChunk has arrived, so a connection
-// that sends a length and stalls holds 64 KiB, not what it claimed.
-const (
-	keepBuf   = 64 << 10
-	readChunk = 64 << 10
-)
+// full buffer only once its first keepBuf bytes have arrived, so a
+// connection that sends a length and stalls holds 64 KiB, not what it
+// claimed.
+const keepBuf = 64 << 10
 
 func (l guardListener) Accept() (net.Conn, error) {
 	for {
@@ -103,8 +101,9 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readPacket reads the n bytes after hdr into the connection's buffer,
-// growing it only as bytes arrive.
+// readPacket reads the n bytes after hdr into the connection's buffer:
+// first into a buffer of at most keepBuf, and only once that is full into
+// one of the packet's size, so that memory follows the bytes received.
 func (c *guardedConn) readPacket(hdr [4]byte, n int) ([]byte, error) {
 	total := 4 + n
 	pkt := c.buf[:0]
@@ -113,17 +112,17 @@ func (c *guardedConn) readPacket(hdr [4]byte, n int) ([]byte, error) {
 	}
 	pkt = append(pkt, hdr[:]...)
 	for len(pkt) < total {
-		chunk := min(total-len(pkt), readChunk)
-		if cap(pkt)-len(pkt) < chunk {
-			// Past the first chunk, the packet's own size: a doubling
-			// buffer would leave as much again as garbage per connection.
+		if len(pkt) == cap(pkt) {
 			grown := make([]byte, len(pkt), total)
 			copy(grown, pkt)
 			pkt = grown
 		}
-		m, err := io.ReadFull(c.Conn, pkt[len(pkt):len(pkt)+chunk])
+		m, err := c.Conn.Read(pkt[len(pkt):min(cap(pkt), total)])
 		pkt = pkt[:len(pkt)+m]
 		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 			return nil, err
 		}
 	}

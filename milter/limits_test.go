@@ -204,8 +204,11 @@ func testStalled(t *testing.T, conns, maxConns int, budget int64) {
 	}
 	time.Sleep(200 * time.Millisecond) // let the last reads land; RSS only grows
 	peak := vmRSS()
-	t.Logf("%d stalled connections, cap %d: %d kept by the server, %d refused; RSS %.1f → %.1f MiB (+%.1f MiB)",
-		conns, maxConns, h.srv.Conns(), rec.refused.Load(), float64(before)/(1<<20), float64(peak)/(1<<20), float64(peak-before)/(1<<20))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d stalled connections, cap %d: %d kept by the server, %d refused; RSS %.1f → %.1f MiB (+%.1f MiB); heap in use %.1f MiB, stacks %.1f MiB, goroutines %d",
+		conns, maxConns, h.srv.Conns(), rec.refused.Load(), float64(before)/(1<<20), float64(peak)/(1<<20), float64(peak-before)/(1<<20),
+		float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), runtime.NumGoroutine())
 	if h.srv.Conns() > int64(maxConns) {
 		t.Errorf("server holds %d connections, cap %d", h.srv.Conns(), maxConns)
 	}

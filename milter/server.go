@@ -92,7 +92,8 @@ type Options struct {
 // "Memory"): an open session costs tens of KiB (1,000 of them fit in
 // 64 MiB with the client side, TestScaleThousandSessions), one stalled
 // inside the largest packet about 1 MiB; 5,000 such connections against
-// this cap peaked at 280 MiB RSS (TestMemoryStalledConnectionsSoak).
+// this cap peaked at 280 MiB RSS, under 500 MiB on a loaded machine
+// (TestMemoryStalledConnectionsSoak).
 const DefaultMaxConnections = 256
 
 // DefaultMaxRcptBytes bounds the recipients kept per message: Postfix's
