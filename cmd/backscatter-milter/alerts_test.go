@@ -76,7 +76,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	// Collected at scrape time from the daemon's parts: named here.
 	for _, n := range []string{"dnsbl_queries_total", "dnsbl_errors_total", "dnsbl_zone_healthy", "dnsbl_cache_entries", "dnsbl_lookups_total",
-		"sent_log_errors_total", "sent_log_degraded", "sent_log_replaced_total"} {
+		"sent_log_errors_total", "sent_log_degraded", "sent_log_replaced_total", "egress_listed"} {
 		exported[ns+"_"+n] = true
 	}
 	for i, rules := range alertRules(t) {
