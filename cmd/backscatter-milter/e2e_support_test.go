@@ -95,10 +95,12 @@ type verdict struct {
 	Helo      string   `json:"helo"`
 	Sender    string   `json:"sender"`
 	Rcpts     []string `json:"rcpts"`
-	Auth      string   `json:"auth"`
-	NDR       string   `json:"ndr"`
-	Reply     string   `json:"reply"`
-	Notes     []string `json:"notes"`
+	// RcptsNotLogged counts the recipients past the verdict line's cap.
+	RcptsNotLogged int      `json:"rcpts_not_logged"`
+	Auth           string   `json:"auth"`
+	NDR            string   `json:"ndr"`
+	Reply          string   `json:"reply"`
+	Notes          []string `json:"notes"`
 }
 
 func (v verdict) has(name string) bool {
