@@ -326,6 +326,16 @@ func TestHealthThrottle(t *testing.T) {
 	if _, bad := h.Failing(); bad {
 		t.Error("still failing after a success")
 	}
+	// Flapping within the interval: no warning, and no "works again".
+	n := len(ev.levels())
+	before := ev.levels()
+	for i := 0; i < 5; i++ {
+		h.Fail(OpSeen, boom)
+		h.OK()
+	}
+	if after := ev.levels(); after["warn"] != before["warn"] || after["info"] != before["info"] || len(after) != n {
+		t.Errorf("flapping logged %v, before %v", after, before)
+	}
 	var nilH *Health
 	nilH.Fail(OpSeen, boom)
 	nilH.OK()

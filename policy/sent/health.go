@@ -69,6 +69,7 @@ type Health struct {
 	errs     [numOps]atomic.Uint64
 	replaced atomic.Uint64
 	failing  atomic.Pointer[string] // nil while the store works
+	warned   atomic.Bool            // a warning was logged since the last success
 
 	mu         sync.Mutex
 	lastWarn   time.Time
@@ -114,6 +115,7 @@ func (h *Health) Fail(op Op, err error) {
 	n := h.suppressed
 	h.suppressed = 0
 	h.mu.Unlock()
+	h.warned.Store(true)
 	if h.Log != nil {
 		h.Log(Event{Level: "warn", Msg: "sent log failing: no provenance evidence from it until it works again", Op: op, Err: err, Suppressed: n})
 	}
@@ -125,7 +127,9 @@ func (h *Health) OK() {
 		return
 	}
 	h.failing.Store(nil)
-	if h.Log != nil {
+	// Said only after a warning: a store that flaps logs at most a
+	// warning and this line per interval.
+	if h.warned.Swap(false) && h.Log != nil {
 		h.Log(Event{Level: "info", Msg: "sent log works again", Op: OpRecord})
 	}
 }
