@@ -36,6 +36,10 @@ const (
 	lockTimeout = 2 * time.Second
 	// maxWriteBatch bounds the writes committed in one transaction.
 	maxWriteBatch = 256
+	// batchDelay is how long the writer gathers writes after the first
+	// before it commits them in one fsync (bbolt's Batch default too): a
+	// lone write waits that much, concurrent writes share the sync.
+	batchDelay = time.Millisecond
 	// reopenEvery spaces attempts to start a fresh file after one failed
 	// (a full disk, a directory gone): lookups meanwhile answer "no evidence".
 	reopenEvery = 30 * time.Second
@@ -341,21 +345,27 @@ func (s *BoltStore) run(ctx context.Context, op string, fn func(db *bolt.DB) err
 func (s *BoltStore) writer(g *boltGen) {
 	defer close(g.done)
 	batch := make([]*writeReq, 0, maxWriteBatch)
+	timer := time.NewTimer(batchDelay)
+	timer.Stop()
 	for {
 		select {
 		case <-g.quit:
 			return
 		case r := <-g.reqs:
 			batch = append(batch[:0], r)
-		drain:
+			timer.Reset(batchDelay)
+		gather:
 			for len(batch) < maxWriteBatch {
 				select {
 				case r := <-g.reqs:
 					batch = append(batch, r)
-				default:
-					break drain
+				case <-timer.C:
+					break gather
+				case <-g.quit:
+					break gather
 				}
 			}
+			timer.Stop()
 			err := s.guard(g, func() error {
 				return g.db.Update(func(tx *bolt.Tx) error {
 					for _, r := range batch {
