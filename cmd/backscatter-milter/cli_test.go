@@ -208,3 +208,16 @@ func TestServeSignals(t *testing.T) {
 		t.Fatal("process did not exit after SIGTERM")
 	}
 }
+
+// TestConfigCheckWarnsAboutTCP: config check passes a TCP listener but
+// says loudly who can pose as the MTA through it; the defaults say nothing.
+func TestConfigCheckWarnsAboutTCP(t *testing.T) {
+	code, out, _ := runCLI("config", "check")
+	if code != exitOK || strings.Contains(out, "WARNING") {
+		t.Errorf("defaults: %d %q", code, out)
+	}
+	code, out, _ = runCLI("config", "check", "--config", writeConfig(t, "sent_log: { backend: memory }\n"), "--listen", "inet:127.0.0.1:8899")
+	if code != exitOK || !strings.Contains(out, "WARNING listen: inet:127.0.0.1:8899 is TCP: every local user can connect and pose as the MTA") {
+		t.Errorf("TCP listener: %d %q", code, out)
+	}
+}
