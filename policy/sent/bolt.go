@@ -40,12 +40,14 @@ const (
 	// before it commits them in one fsync (bbolt's Batch default too): a
 	// lone write waits that much, concurrent writes share the sync.
 	batchDelay = time.Millisecond
-	// reopenEvery spaces attempts to start a fresh file after one failed
-	// (a full disk, a directory gone): lookups meanwhile answer "no evidence".
-	reopenEvery = 30 * time.Second
 	// closeWait bounds how long Close waits for bbolt to let go of a file.
 	closeWait = 5 * time.Second
 )
+
+// reopenEvery spaces attempts to start a fresh file after one failed (a
+// full disk, a directory gone): lookups meanwhile answer "no evidence". A
+// variable for tests.
+var reopenEvery = 30 * time.Second
 
 // Errors of the bolt backend beyond those every backend returns.
 var (
@@ -152,6 +154,11 @@ func openGen(path string) (g *boltGen, err error) {
 	}()
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
+	// The directory may have gone since the start (a cleanup gone wrong):
+	// a fresh file needs it back.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sent: bolt: %w", err)
+	}
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		var pe *fs.PathError
@@ -208,8 +215,11 @@ func abandon(db *bolt.DB) {
 func moveAside(path string, now time.Time) (string, error) {
 	base := path + ".damaged-" + now.UTC().Format("20060102T150405Z")
 	name := base
-	for i := 2; ; i++ {
-		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+	// Only a name that exists is skipped: any other answer (no such
+	// file, or a path that cannot exist) ends the search, and Rename says
+	// what is wrong.
+	for i := 2; i < 1000; i++ {
+		if _, err := os.Lstat(name); err != nil {
 			break
 		}
 		name = fmt.Sprintf("%s.%d", base, i)

@@ -366,3 +366,66 @@ func TestWatchRecovers(t *testing.T) {
 		t.Errorf("errors record %d seen %d, want 1 and 1", h.Errors(OpRecord), h.Errors(OpSeen))
 	}
 }
+
+// TestBoltUnavailableThenBack: when no fresh file can be started (here the
+// state directory was replaced by a plain file), operations fail fast with
+// ErrUnavailable, counted, and the store tries again later and recovers
+// once the obstacle is gone.
+func TestBoltUnavailableThenBack(t *testing.T) {
+	old := reopenEvery
+	reopenEvery = 50 * time.Millisecond
+	defer func() { reopenEvery = old }()
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "sent.db")
+	h := NewHealth("embedded", nil)
+	st, err := OpenBoltHealth(path, time.Hour, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := Watch(st, h)
+	ctx := context.Background()
+	// Damage the file, and put a plain file where the directory was, so
+	// that neither the rename nor a fresh file can succeed.
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sawUnavailable bool
+	for i := 0; i < 50 && !sawUnavailable; i++ {
+		_, err := s.Seen(ctx, "a@example.org")
+		sawUnavailable = errors.Is(err, ErrUnavailable)
+	}
+	if !sawUnavailable {
+		t.Fatal("never ErrUnavailable with no place for a fresh file")
+	}
+	if _, bad := h.Failing(); !bad {
+		t.Error("not failing while unavailable")
+	}
+	// The obstacle goes: within a few retry intervals the store works.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := s.Record(ctx, "b@example.org", time.Now())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store never came back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, err := s.Seen(ctx, "b@example.org"); !ok || err != nil {
+		t.Errorf("after recovery: Seen = %v, %v", ok, err)
+	}
+	if _, bad := h.Failing(); bad {
+		t.Error("still failing after recovery")
+	}
+}
