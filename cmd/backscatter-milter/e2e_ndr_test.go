@@ -134,4 +134,20 @@ internal_bounce: { listen: ILISTEN, action: quarantine }
 	m.waitVerdict(t, "legitimate internal bounce", func(v verdict) bool {
 		return v.Stage == "internal-bounce" && v.Action == "accept" && v.has("ndr:authenticated-sender")
 	})
+	// The metrics tell the two NDRs apart by the original's return path
+	// (the self-watch alert) and count the hold under the internal-bounce
+	// role, not as an inbound quarantine.
+	fams := scrape(t, "http://"+m.d.metrics.addr+"/metrics")
+	gen := fams["backscatter_milter_ndr_generated_total"]
+	msgs := fams["backscatter_milter_messages_total"]
+	switch {
+	case gen == nil || msgs == nil:
+		t.Fatal("ndr_generated_total or messages_total missing")
+	case gen.values["auth=forged"]+gen.values["auth=unauthenticated"] != 1 || gen.values["auth=authenticated"] != 1:
+		t.Errorf("ndr_generated_total %v, want one authenticated and one forged", gen.values)
+	case msgs.values["action=quarantine,direction=inbound,mode=enforce,role=internal-bounce"]+
+		msgs.values["action=quarantine,direction=outbound,mode=enforce,role=internal-bounce"] != 1 ||
+		msgs.values["action=quarantine,direction=inbound,mode=enforce,role=smtpd"] != 0:
+		t.Errorf("messages_total %v: the hold must count under role=internal-bounce", msgs.values)
+	}
 }
