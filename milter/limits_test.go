@@ -184,7 +184,9 @@ func TestMemoryStalledConnections(t *testing.T) {
 		t.Skip("memory measurement")
 	}
 	const conns, maxConns = 1000, 48
-	testStalled(t, conns, maxConns, 24<<20+maxConns*(3<<19))
+	// Each kept connection holds about 1 MiB; the garbage collector may
+	// let the heap reach twice what is live on a busy machine.
+	testStalled(t, conns, maxConns, 32<<20+maxConns*(2<<20))
 }
 
 func testStalled(t *testing.T, conns, maxConns int, budget int64) {
