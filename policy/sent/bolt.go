@@ -623,7 +623,13 @@ func (s *BoltStore) Close() error {
 			return
 		}
 		close(g.quit)
-		<-g.done
+		select {
+		case <-g.done:
+		case <-time.After(closeWait):
+			// The writer is stuck inside bbolt (damage): leave it.
+			err = fmt.Errorf("sent: bolt: %s: writer did not stop within %s", s.path, closeWait)
+			return
+		}
 		closed := make(chan error, 1)
 		go func() {
 			defer func() {
