@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/selfwatch"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/auth"
@@ -307,11 +308,10 @@ func (o metricsObserver) Verdict(t *policy.Transaction, v *policy.Verdict) {
 	role := 0
 	if v.Stage == policy.StageInternal {
 		role = 1
-		gen, ok := o.m.ndrGen[v.Auth]
-		if !ok {
-			gen = o.m.ndrGen[policy.AuthUnknown]
+		if selfwatch.IsGeneratedNDR(v.Stage, t.Sender) {
+			// The same count `selfcheck` reads back from the log.
+			o.m.ndrGen[selfwatch.NDRAuth(v.Auth)].Inc()
 		}
-		gen.Inc()
 	}
 	if a := int(v.Action); a >= 0 && a < numActions && int(t.Direction) < 2 && int(v.Mode) < 2 {
 		o.m.messages[role][t.Direction][v.Mode][a].Inc()

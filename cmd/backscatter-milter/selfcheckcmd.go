@@ -120,7 +120,7 @@ func runSelfcheck(args []string, stdout, stderr io.Writer) int {
 				return selfUnknown
 			}
 			for k, n := range c.ByAuth {
-				sum.ByAuth[k] += n
+				sum.ByAuth[string(k)] += n
 			}
 			sum.Unauthenticated += c.Unauthenticated()
 		}

@@ -10,14 +10,15 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
-// NDRAuth is the label an NDR our MTA generated is counted under: the
-// return-path state of the original (policy.AuthResult: authenticated,
-// unauthenticated, forged, unknown), "unknown" when it was not known.
-func NDRAuth(a policy.AuthResult) string {
-	if a == "" {
-		return string(policy.AuthUnknown)
+// NDRAuth is the label an NDR our MTA generated is counted under, in the
+// metric and in `selfcheck` alike: the return-path state of the original
+// (authenticated, unauthenticated, forged), unknown when it was not known.
+func NDRAuth(a policy.AuthResult) policy.AuthResult {
+	switch a {
+	case policy.Authenticated, policy.Unauthenticated, policy.Forged:
+		return a
 	}
-	return string(a)
+	return policy.AuthUnknown
 }
 
 // IsGeneratedNDR reports whether a verdict of the internal-bounce role is
@@ -29,7 +30,7 @@ func IsGeneratedNDR(stage policy.Stage, sender string) bool {
 
 // NDRCount is what a verdict log says about the NDRs our MTA generated.
 type NDRCount struct {
-	ByAuth map[string]int // NDRAuth label → count
+	ByAuth map[policy.AuthResult]int // NDRAuth label → count
 	Lines  int            // verdict lines read
 	Bad    int            // malformed lines skipped
 }
@@ -38,13 +39,13 @@ type NDRCount struct {
 // sender whose return path was not authenticated: the backscatter a
 // Backscatterer-style list counts.
 func (c NDRCount) Unauthenticated() int {
-	return c.ByAuth[string(policy.Unauthenticated)] + c.ByAuth[string(policy.Forged)]
+	return c.ByAuth[policy.Unauthenticated] + c.ByAuth[policy.Forged]
 }
 
 // CountNDRs reads a verdict log and counts the internal-bounce role's
 // verdicts on our own NDRs at or after since.
 func CountNDRs(r io.Reader, since time.Time) (NDRCount, error) {
-	c := NDRCount{ByAuth: map[string]int{}}
+	c := NDRCount{ByAuth: map[policy.AuthResult]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {

@@ -138,7 +138,7 @@ func TestCountNDRs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"authenticated": 1, "forged": 1, "unauthenticated": 1, "unknown": 1}
+	want := map[policy.AuthResult]int{policy.Authenticated: 1, policy.Forged: 1, policy.Unauthenticated: 1, policy.AuthUnknown: 1}
 	for k, n := range want {
 		if c.ByAuth[k] != n {
 			t.Errorf("%s: %d, want %d (all: %v)", k, c.ByAuth[k], n, c.ByAuth)
@@ -147,7 +147,7 @@ func TestCountNDRs(t *testing.T) {
 	if len(c.ByAuth) != len(want) || c.Unauthenticated() != 2 || c.Bad != 1 || c.Lines != 7 {
 		t.Errorf("count %+v unauthenticated %d", c, c.Unauthenticated())
 	}
-	if NDRAuth("") != string(policy.AuthUnknown) {
+	if NDRAuth("") != policy.AuthUnknown || NDRAuth("garbage") != policy.AuthUnknown {
 		t.Errorf("NDRAuth(\"\") = %q", NDRAuth(""))
 	}
 }
