@@ -31,8 +31,8 @@ func IsGeneratedNDR(stage policy.Stage, sender string) bool {
 // NDRCount is what a verdict log says about the NDRs our MTA generated.
 type NDRCount struct {
 	ByAuth map[policy.AuthResult]int // NDRAuth label → count
-	Lines  int            // verdict lines read
-	Bad    int            // malformed lines skipped
+	Lines  int                       // verdict lines read
+	Bad    int                       // malformed lines skipped
 }
 
 // Unauthenticated is the number of NDRs that went (or would have gone) to a
