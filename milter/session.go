@@ -174,6 +174,7 @@ func (s *session) RcptTo(rcptTo, esmtpArgs string, m gomilter.Modifier) (resp *g
 	addr := strings.TrimSpace(gomilter.RemoveAngle(rcptTo))
 	s.noteSendmailRcpt(addr, m)
 	v := s.eng.RcptTo(ctx, s.tx, policy.Recipient{Addr: addr, Args: esmtpArgs, Mailer: m.Get(gomilter.MacroRcptMailer)})
+	s.traceRcpt(v)
 	if v.Would == policy.Reject {
 		s.logVerdict(v)
 	}

@@ -147,9 +147,9 @@ func newDaemon(cfg *config.Config, comp *config.Compiled, log *zap.Logger) (*dae
 			return nil, err
 		}
 		lns = append(lns, ln)
-		srv := milter.NewServer(milter.Options{Role: ro.r, Engine: engine, Log: log, OnError: comp.OnError,
-			MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: d.metrics.observer(),
-			SendmailDSN: func() *milter.DSNCheck { return d.rt.Load().dsn }, MaxConnections: cfg.Limits.MaxConnections})
+		opts := milterOptions(cfg, comp, ro.r, engine, log, d.metrics.observer())
+		opts.SendmailDSN = func() *milter.DSNCheck { return d.rt.Load().dsn }
+		srv := milter.NewServer(opts)
 		d.servers = append(d.servers, srv)
 		d.wg.Add(1)
 		go func(ln net.Listener) {

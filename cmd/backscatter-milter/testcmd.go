@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 	"github.com/backscatter-milter/backscatter-milter/policy/sent"
@@ -166,18 +166,18 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage("%v", err)
 	}
-	msg := splitMessage(raw)
-	if len(msg.headers) == 0 {
-		return usage("%s: no header fields: not a mail message", fs.Arg(0))
+	msg, err := readMTAMessage(raw)
+	if err != nil {
+		return usage("%s: %v", fs.Arg(0), err)
 	}
 
 	env := testEnvelope{QueueID: *queueID, Auth: *authUser != ""}
 	if fs.Changed("mail-from") {
 		env.MailFrom, env.MailArgs = splitArgs(*mailFrom)
-	} else if rp, ok := msg.header("Return-Path"); ok {
+	} else if rp, ok := msg.first("Return-Path"); ok {
 		env.MailFrom = strings.TrimSpace(strings.Trim(strings.TrimSpace(rp), "<>"))
 		env.FromHeader = append(env.FromHeader, "mail_from")
-	} else if f, ok := msg.header("From"); ok {
+	} else if f, ok := msg.first("From"); ok {
 		if as := addresses(f); len(as) > 0 {
 			env.MailFrom = as[0]
 		}
@@ -207,17 +207,18 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		}
 		env.FromHeader = append(env.FromHeader, "rcpts")
 	}
-	hop := firstReceived(msg)
+	// The topmost Received field is the one our MTA would have written.
+	var hop bounce.Hop
+	if rcvd, ok := msg.first("Received"); ok {
+		hop = bounce.ParseReceived(rcvd)
+	}
 	env.ClientIP, env.ClientName, env.Helo = *clientIP, *clientName, *helo
-	if !fs.Changed("client-ip") && hop.ip != "" {
-		env.ClientIP = hop.ip
+	if !fs.Changed("client-ip") && hop.ClientIP.IsValid() {
+		env.ClientIP = hop.ClientIP.String()
 		env.FromHeader = append(env.FromHeader, "client_ip")
 	}
-	if !fs.Changed("client-name") && hop.name != "" {
-		env.ClientName = hop.name
-	}
-	if !fs.Changed("helo") && hop.helo != "" {
-		env.Helo = hop.helo
+	if !fs.Changed("helo") && hop.From != "" {
+		env.Helo = hop.From
 		env.FromHeader = append(env.FromHeader, "helo")
 	}
 	var ip netip.Addr
@@ -256,7 +257,12 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	res := runThrough(ctx, rt.engine, cfg, env, ip, *authUser, msg)
+	sopts := milterOptions(cfg, comp, milter.RoleSMTPD, func() *policy.Engine { return rt.engine }, testLogger(stderr), nil)
+	res, err := replay(sopts, env, ip, *authUser, msg)
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
+		return testExitSoftware
+	}
 	res.File, res.Envelope, res.Offline = fs.Arg(0), env, *offline
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -270,73 +276,6 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		printTest(stdout, res)
 	}
 	return res.Exit
-}
-
-// runThrough drives the engine the way milter/session.go does: Begin at
-// MAIL FROM, Rcpt for each recipient, headers, WantBody, End — or the
-// callout verdict when every recipient was refused.
-func runThrough(ctx context.Context, eng *policy.Engine, cfg *config.Config, env testEnvelope, ip netip.Addr, auth string, msg message) *testResult {
-	stage := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cfg.Limits.Timeout.D()) }
-	conn := policy.Connection{ClientIP: ip, ClientName: env.ClientName, Helo: env.Helo}
-	t := eng.Begin(ctx, "test", conn, env.MailFrom, env.MailArgs, auth)
-	t.QueueID = env.QueueID
-	res := &testResult{Direction: t.Direction.String(), Allowlisted: t.Allowed, Rcpt: []testVerdict{}}
-	for i, r := range env.Rcpts {
-		sctx, cancel := stage()
-		v := eng.Rcpt(sctx, t, r, env.RcptArgs[i])
-		cancel()
-		res.Rcpt = append(res.Rcpt, verdictView(v))
-	}
-	if len(t.Recipients) == 0 {
-		// The MTA never reaches DATA; the session's reset logs a callout.
-		res.AllRefused = true
-		res.Action, res.Exit = policy.Reject.String(), testExitReject
-		if t.Direction == policy.Inbound && t.BounceClass() {
-			vv := verdictView(eng.Callout(t))
-			res.Verdict = &vv
-		}
-		return res
-	}
-	t.DataSeen = true
-	size := 0
-	for _, h := range msg.headers {
-		size += len(h.Name) + len(h.Value) + 3
-		if size > cfg.Limits.HeaderBytes {
-			break // as the milter: judged on the headers kept
-		}
-		t.Headers = append(t.Headers, h)
-	}
-	if eng.WantBody(t) {
-		t.Body = msg.body
-		if len(t.Body) > eng.S.BodyMax {
-			t.Body, t.BodyCut = t.Body[:eng.S.BodyMax], true
-		}
-	}
-	sctx, cancel := stage()
-	v := eng.End(sctx, t)
-	cancel()
-	vv := verdictView(v)
-	res.Verdict = &vv
-	res.Action, res.Exit = v.Action.String(), actionExit(v.Action)
-	switch v.Action {
-	case policy.Reject, policy.Tempfail, policy.Discard:
-		return res // the milter answers without modifying anything
-	}
-	m := &res.Modifications
-	for _, h := range v.Mods.AddHeaders {
-		m.AddHeaders = append(m.AddHeaders, testHeader{h.Name, h.Value})
-	}
-	if v.Mods.ChangeFromSet {
-		from := v.Mods.ChangeFrom
-		m.ChangeFrom, m.ChangeFromArgs = &from, v.Mods.ChangeFromArgs
-	}
-	for _, rw := range v.Mods.RcptRewrites {
-		m.RcptRewrites = append(m.RcptRewrites, testRewrite{rw.Addr, rw.OldArgs, rw.NewArgs})
-	}
-	if v.Action == policy.Quarantine {
-		m.QuarantineReason = v.Mods.QuarantineReason
-	}
-	return res
 }
 
 func verdictView(v *policy.Verdict) testVerdict {
@@ -472,67 +411,6 @@ func readMessage(name string) ([]byte, error) {
 	return b, nil
 }
 
-// message is an .eml split the way the MTA hands it to a milter: header
-// fields in order (folded lines kept, joined by "\n"), and the body with
-// CRLF line ends.
-type message struct {
-	headers []policy.Header
-	body    []byte
-}
-
-func splitMessage(raw []byte) message {
-	var m message
-	rest := raw
-	var cur *policy.Header
-	for len(rest) > 0 {
-		line := rest
-		next := []byte(nil)
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, next = rest[:i], rest[i+1:]
-		}
-		rest = next
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			break
-		}
-		if (line[0] == ' ' || line[0] == '\t') && cur != nil {
-			cur.Value += "\n" + string(line)
-			continue
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
-			if len(m.headers) == 0 {
-				return message{} // not a header block at all
-			}
-			continue // a broken line inside the header: skipped as an MTA would not pass it
-		}
-		m.headers = append(m.headers, policy.Header{Name: string(name), Value: strings.TrimLeft(string(value), " \t")})
-		cur = &m.headers[len(m.headers)-1]
-	}
-	body := bytes.ReplaceAll(rest, []byte("\r\n"), []byte("\n"))
-	m.body = bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n"))
-	return m
-}
-
-func (m message) header(name string) (string, bool) {
-	for _, h := range m.headers {
-		if strings.EqualFold(h.Name, name) {
-			return h.Value, true
-		}
-	}
-	return "", false
-}
-
-func (m message) values(name string) []string {
-	var out []string
-	for _, h := range m.headers {
-		if strings.EqualFold(h.Name, name) {
-			out = append(out, h.Value)
-		}
-	}
-	return out
-}
-
 var addrSpec = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+`)
 
 // addresses lists the addr-specs of an address header; a header net/mail
@@ -555,32 +433,4 @@ func splitArgs(s string) (addr, params string) {
 	addr, params, _ = strings.Cut(s, " ")
 	addr = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">"))
 	return addr, strings.TrimSpace(params)
-}
-
-type hop struct{ helo, name, ip string }
-
-var receivedFrom = regexp.MustCompile(`(?is)^\s*from\s+(\S+)\s*(?:\(([^)]*)\))?`)
-var bracketIP = regexp.MustCompile(`\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]`)
-
-// firstReceived reads the topmost Received header, the one our MTA would
-// have written: "from HELO (NAME [IP]) by …".
-func firstReceived(m message) hop {
-	v, ok := m.header("Received")
-	if !ok {
-		return hop{}
-	}
-	sm := receivedFrom.FindStringSubmatch(v)
-	if sm == nil {
-		return hop{}
-	}
-	h := hop{helo: sm[1]}
-	if ipm := bracketIP.FindStringSubmatch(sm[2]); ipm != nil {
-		if a, err := netip.ParseAddr(ipm[1]); err == nil {
-			h.ip = a.Unmap().String()
-		}
-	}
-	if f := strings.Fields(sm[2]); len(f) > 0 && !strings.HasPrefix(f[0], "[") && !strings.EqualFold(f[0], "unknown") {
-		h.name = f[0]
-	}
-	return h
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
+	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
 
 const emlDir = "../../testdata/eml"
@@ -55,6 +56,30 @@ func batvConfig(t *testing.T, extra string) string {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// badTag changes one character of a valid tag: it no longer verifies.
+func badTag(tagged string) string {
+	i := strings.Index(tagged, "prvs=") + len("prvs=") + 4
+	c := byte('0')
+	if tagged[i] == '0' {
+		c = '1'
+	}
+	return tagged[:i] + string(c) + tagged[i+1:]
+}
+
+// mboxCopy writes a sample with an mbox "From " line on top.
+func mboxCopy(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(emlDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, append([]byte("From MAILER-DAEMON Tue Mar  3 11:02:11 2026\n"), data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestTestCommandSamples(t *testing.T) {
@@ -139,6 +164,20 @@ func TestTestCommandSamples(t *testing.T) {
 					t.Errorf("RCPT verdicts %+v, final %+v", r.Rcpt, r.Verdict)
 				}
 			}},
+		{name: "BATV: a bad tag is refused at RCPT, and the refusal is the verdict", args: []string{"forged-bounce.eml", "--config", batv, "--rcpt", badTag(tagged)},
+			exit: testExitReject, action: "reject", would: "reject", evidence: []string{"batv:bad"}, refused: true,
+			check: func(t *testing.T, r testResult) {
+				if r.Verdict.Action != "reject" || r.Verdict.Stage != "rcpt" || !strings.HasPrefix(r.Verdict.Reply, "550 5.7.1") || r.Verdict.Score <= 0 {
+					t.Errorf("verdict %+v, want the RCPT refusal", r.Verdict)
+				}
+			}},
+		{name: "mbox From line first", args: []string{mboxCopy(t, "forged-bounce.eml"), "--config", plain},
+			exit: testExitQuarantine, action: "quarantine", would: "quarantine", evidence: []string{"bounce:not-ours"},
+			check: func(t *testing.T, r testResult) {
+				if r.Envelope.MailFrom != "" || r.Envelope.ClientIP != "198.51.100.23" {
+					t.Errorf("envelope from headers: %+v", r.Envelope)
+				}
+			}},
 		{name: "BATV: real bounce to a tagged address", args: []string{"real-bounce.eml", "--config", batv, lunch, "--rcpt", tagged},
 			exit: testExitAccept, action: "accept", would: "accept", evidence: []string{"batv:ok", "bounce:ours"}},
 		{name: "BATV: outbound mail has its sender signed", args: []string{"ordinary.eml", "--config", batv, "--auth", "alice",
@@ -153,7 +192,11 @@ func TestTestCommandSamples(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{filepath.Join(emlDir, tc.args[0]), "--offline"}, tc.args[1:]...)
+			file := tc.args[0]
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(emlDir, file)
+			}
+			args := append([]string{file, "--offline"}, tc.args[1:]...)
 			code, r, stderr := runTestCmd(t, args...)
 			if code != tc.exit {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.exit, stderr)
@@ -264,15 +307,75 @@ func TestTestCommandUsageErrors(t *testing.T) {
 	}
 }
 
-func TestSplitMessageAndReceived(t *testing.T) {
-	m := splitMessage([]byte("Received: from helo.example ([IPv6:2001:db8::1])\r\n\tby mx; date\r\nSubject: a\r\n b\r\n\r\nline1\nline2\n"))
-	if len(m.headers) != 2 || m.headers[0].Value != "from helo.example ([IPv6:2001:db8::1])\n\tby mx; date" || m.headers[1].Value != "a\n b" {
-		t.Fatalf("headers %q", m.headers)
+func TestReadMTAMessageAndReceived(t *testing.T) {
+	m, err := readMTAMessage([]byte("From MAILER-DAEMON Tue Mar  3 11:02:11 2026\nReceived: from helo.example ([IPv6:2001:db8::1])\r\n\tby mx; date\r\nSubject: a\r\n b\r\n\r\nline1\nline2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Values go to the milter as the MTA sends them: leading space and
+	// folding kept.
+	want := []mtaField{{"Received", " from helo.example ([IPv6:2001:db8::1])\n\tby mx; date"}, {"Subject", " a\n b"}}
+	if !slices.Equal(m.fields, want) {
+		t.Fatalf("headers %q", m.fields)
 	}
 	if string(m.body) != "line1\r\nline2\r\n" {
 		t.Errorf("body %q", m.body)
 	}
-	if h := firstReceived(m); h.helo != "helo.example" || h.ip != "2001:db8::1" || h.name != "" {
+	rcvd, _ := m.first("Received")
+	if h := bounce.ParseReceived(rcvd); h.From != "helo.example" || h.ClientIP.String() != "2001:db8::1" {
 		t.Errorf("hop %+v", h)
+	}
+}
+
+// foldedMessage is a forged bounce whose Subject is folded folds times, each
+// continuation line carrying width bytes.
+func foldedMessage(tb testing.TB, folds, width int) string {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(emlDir, "forged-bounce.eml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("X-Long: start")
+	line := "\n\t" + strings.Repeat("x", width)
+	for range folds {
+		b.WriteString(line)
+	}
+	b.WriteString("\n")
+	b.Write(data)
+	p := filepath.Join(tb.TempDir(), "folded.eml")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// TestTestCommandHugeFoldedHeader: a field folded 100k times reaches a
+// verdict like any other message (its speed is BenchmarkTestCommandFolded's).
+func TestTestCommandHugeFoldedHeader(t *testing.T) {
+	code, r, stderr := runTestCmd(t, foldedMessage(t, 100_000, 16), "--offline", "--config", filepath.Join(emlDir, "config.yaml"))
+	if code != testExitQuarantine || !slices.Equal(evidenceNames(r.Verdict), []string{"bounce:not-ours"}) {
+		t.Fatalf("exit %d verdict %+v; stderr %s", code, r.Verdict, stderr)
+	}
+}
+
+// BenchmarkTestCommandFolded runs `test` on a message with one header field
+// folded 100k times, and on one with a 50 MB field folded into 1 MB lines:
+// reading them is linear (it was quadratic: 25k folds took 20 s).
+func BenchmarkTestCommandFolded(b *testing.B) {
+	cfg := filepath.Join(emlDir, "config.yaml")
+	for _, c := range []struct {
+		name         string
+		folds, width int
+	}{{"100k-folds", 100_000, 16}, {"50MB-field", 50, 1 << 20}} {
+		b.Run(c.name, func(b *testing.B) {
+			msg := foldedMessage(b, c.folds, c.width)
+			for b.Loop() {
+				var out, errb bytes.Buffer
+				if code := runTest([]string{msg, "--offline", "--config", cfg}, &out, &errb); code != testExitQuarantine {
+					b.Fatalf("exit %d: %s", code, errb.String())
+				}
+			}
+		})
 	}
 }

@@ -134,6 +134,15 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 	return rt, nil
 }
 
+// milterOptions are the milter.Server options of a configuration: `serve`
+// and `test` build their servers from them, so both run the same sessions
+// with the same limits.
+func milterOptions(cfg *config.Config, comp *config.Compiled, role milter.Role, engine func() *policy.Engine, log *zap.Logger, obs milter.Observer) milter.Options {
+	return milter.Options{Role: role, Engine: engine, Log: log, OnError: comp.OnError,
+		MaxHeaderBytes: cfg.Limits.HeaderBytes, Timeout: cfg.Limits.Timeout.D(), Observer: obs,
+		MaxConnections: cfg.Limits.MaxConnections}
+}
+
 // close releases what build opened, except a store passed in by the caller.
 func (rt *runtime) close(keepStore bool) {
 	rt.stopBg()
