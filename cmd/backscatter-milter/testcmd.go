@@ -136,7 +136,7 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 	}
 	config.Flags(fs)
 	clientIP := fs.String("client-ip", "", "SMTP client address (default: from the first Received header)")
-	clientName := fs.String("client-name", "", "SMTP client's reverse DNS name (default: from the first Received header)")
+	clientName := fs.String("client-name", "", "SMTP client's reverse DNS name, shown in the verdict")
 	helo := fs.String("helo", "", "HELO/EHLO name (default: from the first Received header)")
 	mailFrom := fs.String("mail-from", "", "envelope sender, <> for the null sender (default: Return-Path)")
 	rcpts := fs.StringArray("rcpt", nil, "envelope recipient, repeatable (default: To and Cc)")
