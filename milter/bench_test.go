@@ -32,7 +32,7 @@ func BenchmarkTransaction(b *testing.B) {
 			rcpts:   []rcpt{{"bob@example.org", "NOTIFY=FAILURE ORCPT=rfc822;bob@example.org"}},
 			queueID: "4ABCDEF", body: body, headers: [][2]string{{"From", " Alice <alice@remote.test>"}, {"Subject", " hi"}}}},
 		{"bounce", backscatIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, queueID: "4ABCDEF",
-			headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")}},
+			headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org")}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -29,8 +29,8 @@ var (
 		{"Message-ID", " <out-1@example.org>"}, {"Auto-Submitted", " auto-replied"}, {"In-Reply-To", " <sent-1@example.org>"},
 		{"DKIM-Signature", " v=1; d=pass.test"}, {"Subject", ""}, {"", ""},
 	}
-	fuzzBodies = [][]byte{dsnBody("sent-1@example.org", "mx1.example.org", "X-Postfix-Queue-ID: 4ORIG\r\n"),
-		dsnBody("forged@example.org", "spam.remote.test", ""), {}, []byte("\r\n.\r\n"), make([]byte, 70000)}
+	fuzzBodies = [][]byte{dsnBody("sent-1@example.org", "mx1.example.org", "X-Postfix-Queue-ID: 4ORIG"),
+		dsnBody("forged@example.org", "spam.remote.test"), {}, []byte("\r\n.\r\n"), make([]byte, 70000)}
 	fuzzMacros = []string{"i", "{auth_authen}", "{client_addr}", "{rcpt_addr}", "j", "{mail_addr}"}
 )
 

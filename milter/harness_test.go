@@ -7,7 +7,6 @@ package milter_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
@@ -34,142 +34,6 @@ const (
 	backscatIP   = "192.0.2.66" // bounce.backscatter.test, weight 6, bounce-class senders only
 )
 
-// fakeLists lists IPs; a zone whose name starts with "bounce." is consulted
-// for bounce-class senders only (safe mode).
-type fakeLists struct {
-	listed      map[netip.Addr][]policy.Listing
-	panicStart  bool
-	panicWait   bool
-	startCalled *countingFlag
-}
-
-type countingFlag struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *countingFlag) inc() {
-	if c != nil {
-		c.mu.Lock()
-		c.n++
-		c.mu.Unlock()
-	}
-}
-
-func (f fakeLists) Start(_ context.Context, ip netip.Addr, bounceClass bool) policy.PendingLists {
-	f.startCalled.inc()
-	if f.panicStart {
-		panic("fake DNSBL exploded at start")
-	}
-	var out []policy.Listing
-	for _, l := range f.listed[ip] {
-		if strings.HasPrefix(l.Zone, "bounce.") && !bounceClass {
-			continue
-		}
-		out = append(out, l)
-	}
-	return fakePending{out, f.panicWait}
-}
-
-type fakePending struct {
-	listings []policy.Listing
-	panics   bool
-}
-
-func (p fakePending) Wait(context.Context) ([]policy.Listing, []string) {
-	if p.panics {
-		panic("fake DNSBL exploded while waiting")
-	}
-	return p.listings, nil
-}
-
-// fakeTagger signs with a fixed tag; "+prvs=0123abcdef@" verifies,
-// "+prvs=0000000000@" is expired, any other tag is bad.
-type fakeTagger struct{}
-
-func (fakeTagger) Enabled(string) bool { return true }
-func (fakeTagger) Sign(addr string) (string, error) {
-	l, d, _ := strings.Cut(addr, "@")
-	return l + "+prvs=0123abcdef@" + d, nil
-}
-func (fakeTagger) Verify(addr string) policy.TagStatus {
-	switch {
-	case strings.Contains(addr, "+prvs=0123abcdef@"):
-		return policy.TagOK
-	case strings.Contains(addr, "+prvs=0000000000@"):
-		return policy.TagExpired
-	case strings.Contains(addr, "+prvs="):
-		return policy.TagBad
-	}
-	return policy.TagMissing
-}
-func (fakeTagger) Grace(time.Time) bool { return false }
-func (fakeTagger) Strip(addr string) string {
-	if i := strings.Index(addr, "+prvs="); i >= 0 {
-		if j := strings.LastIndexByte(addr, '@'); j > i {
-			return addr[:i] + addr[j:]
-		}
-	}
-	return addr
-}
-
-type fakeSent struct {
-	mu     sync.Mutex
-	ids    map[string]bool
-	panics bool
-}
-
-func (f *fakeSent) Record(_ context.Context, id string, _ time.Time) error {
-	if f.panics {
-		panic("fake sent log exploded at record")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ids == nil {
-		f.ids = map[string]bool{}
-	}
-	f.ids[id] = true
-	return nil
-}
-
-func (f *fakeSent) Seen(_ context.Context, id string) (bool, error) {
-	if f.panics {
-		panic("fake sent log exploded at seen")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ids[id], nil
-}
-
-func (f *fakeSent) has(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ids[id]
-}
-
-// fakeAuth: SPF result by sender domain ("none" when unknown); DKIM never
-// present, so the result follows SPF alone.
-type fakeAuth map[string]string
-
-func (f fakeAuth) SPF(_ context.Context, _ netip.Addr, _ string, from string) (string, string, error) {
-	if r, ok := f[policy.Domain(from)]; ok {
-		return r, policy.Domain(from), nil
-	}
-	return "none", policy.Domain(from), nil
-}
-
-func (fakeAuth) Result(_ context.Context, spf string, _ []byte, _ string) (policy.AuthResult, string) {
-	switch spf {
-	case "pass":
-		return policy.Authenticated, "spf=pass"
-	case "fail":
-		return policy.Forged, "spf=fail"
-	}
-	return policy.Unauthenticated, "spf=" + spf
-}
-
-func (fakeAuth) HasAlignedSignature([]string, string) bool { return false }
-
 // testEngine is the engine every test starts from: example.org is ours,
 // BATV on, a sent log knowing sent-1@example.org, pass.test passes SPF.
 func testEngine() *policy.Engine {
@@ -178,14 +42,14 @@ func testEngine() *policy.Engine {
 	s.RelayHosts = []string{"mx1.example.org"}
 	return &policy.Engine{
 		S: s,
-		Lists: fakeLists{listed: map[netip.Addr][]policy.Listing{
+		Lists: policytest.Lists{Listed: map[netip.Addr][]policy.Listing{
 			netip.MustParseAddr(tagIP):        {{Zone: "any.bl.test", Weight: 4, Detail: "127.0.0.2"}},
 			netip.MustParseAddr(quarantineIP): {{Zone: "any.bl.test", Weight: 7, Detail: "127.0.0.2"}},
 			netip.MustParseAddr(backscatIP):   {{Zone: "bounce.backscatter.test", Weight: 6, Detail: "127.0.0.2"}},
 		}},
-		Tagger:     fakeTagger{},
-		Sent:       &fakeSent{ids: map[string]bool{"sent-1@example.org": true}},
-		Auth:       fakeAuth{"pass.test": "pass", "fail.test": "fail"},
+		Tagger:     policytest.Tagger{},
+		Sent:       policytest.NewSent("sent-1@example.org"),
+		Auth:       policytest.Auth{"pass.test": "pass", "fail.test": "fail"},
 		AuthMemory: policy.NewAuthMemory(100, time.Hour),
 	}
 }
@@ -538,44 +402,18 @@ func modString(ms []gomilter.ModifyAction) []string {
 	return out
 }
 
-// dsnHeaders and dsnBody build an RFC 3464 bounce of an original with the
-// given Message-ID that passed through relay.
+// dsnHeaders and dsnBody are policytest.DSN, a bounce of an original with
+// the given Message-ID that passed relay, in the harness's shapes.
 func dsnHeaders() [][2]string {
-	return [][2]string{
-		{"From", " Mail Delivery System <MAILER-DAEMON@mx.remote.test>"},
-		{"To", " bob@example.org"},
-		{"Subject", " Undelivered Mail Returned to Sender"},
-		{"MIME-Version", " 1.0"},
-		{"Content-Type", ` multipart/report; report-type=delivery-status; boundary="BB"`},
+	hs, _ := policytest.DSN("orig@example.org", "relay.remote.test")
+	out := make([][2]string, len(hs))
+	for i, h := range hs {
+		out[i] = [2]string{h.Name, h.Value}
 	}
+	return out
 }
 
-func dsnBody(msgID, relay, extraStatus string) []byte {
-	return []byte(strings.ReplaceAll(`--BB
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---BB
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.remote.test
-`+extraStatus+`
-Final-Recipient: rfc822; nobody@remote.test
-Action: failed
-Status: 5.1.1
-
---BB
-Content-Type: text/rfc822-headers
-
-Received: from `+relay+` (`+relay+` [198.51.100.9])
-	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
-	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
-From: bob@example.org
-To: nobody@remote.test
-Subject: hello
-Message-ID: <`+msgID+`>
-
---BB--
-`, "\n", "\r\n"))
+func dsnBody(msgID, relay string, statusFields ...string) []byte {
+	_, body := policytest.DSN(msgID, relay, statusFields...)
+	return body
 }

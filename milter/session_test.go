@@ -12,6 +12,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
@@ -158,7 +159,7 @@ func TestActions(t *testing.T) {
 		e.Tagger = nil // BATV off: the content decides
 		h := start(t, e, nil)
 		r := h.deliver(backscatIP, message{from: "", rcpts: []rcpt{{"bob@example.org", ""}},
-			headers: dsnHeaders(), body: dsnBody("forged@example.org", "spam.remote.test", "")})
+			headers: dsnHeaders(), body: dsnBody("forged@example.org", "spam.remote.test")})
 		wantAction(t, "rcpt", r.rcpts[0], gomilter.ActionContinue, "")
 		wantAction(t, "eom", r.end, gomilter.ActionRejectWithCode,
 			"550 5.7.1 rejected as backscatter: client listed at bounce.backscatter.test (backscatter source)")
@@ -172,7 +173,7 @@ func TestActions(t *testing.T) {
 
 	t.Run("tempfail after a DNSBL panic at MAIL", func(t *testing.T) {
 		e := testEngine()
-		e.Lists = fakeLists{panicStart: true}
+		e.Lists = policytest.Lists{PanicStart: true}
 		h := start(t, e, func(o *milter.Options) { o.OnError = policy.Tempfail })
 		r := h.deliver(cleanIP, message{from: "alice@remote.test", rcpts: []rcpt{{"bob@example.org", ""}}})
 		// MAIL gets no reply (SMFIP_NR_MAIL): the failure is answered at RCPT.
@@ -192,10 +193,10 @@ func TestActions(t *testing.T) {
 
 	t.Run("tempfail after a sent-log panic at EOM", func(t *testing.T) {
 		e := testEngine()
-		e.Sent = &fakeSent{panics: true}
+		e.Sent = &policytest.Sent{Panics: true}
 		h := start(t, e, func(o *milter.Options) { o.OnError = policy.Tempfail })
 		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}},
-			headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "spam.remote.test", "")})
+			headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "spam.remote.test")})
 		wantAction(t, "eom", r.end, gomilter.ActionTempFail, "")
 		wantMods(t, r.mods)
 		p := h.logs.FilterMessage("panic in milter session; answering per on_error").All()
@@ -203,14 +204,14 @@ func TestActions(t *testing.T) {
 			t.Fatalf("panic log %v", p)
 		}
 		// The server survives: the next session is served.
-		e.Sent = &fakeSent{}
+		e.Sent = &policytest.Sent{}
 		r = h.deliver(cleanIP, message{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}}})
 		wantAction(t, "eom after panic", r.end, gomilter.ActionAccept, "")
 	})
 
 	t.Run("accept after a panic with on_error accept", func(t *testing.T) {
 		e := testEngine()
-		e.Lists = fakeLists{panicStart: true}
+		e.Lists = policytest.Lists{PanicStart: true}
 		h := start(t, e, nil)
 		r := h.deliver(cleanIP, message{from: "alice@remote.test", rcpts: []rcpt{{"bob@example.org", ""}}})
 		wantAction(t, "mail", r.mail, gomilter.ActionContinue, "")
@@ -219,7 +220,7 @@ func TestActions(t *testing.T) {
 
 	t.Run("change sender of outbound mail, without the args a sender change may not carry", func(t *testing.T) {
 		e := testEngine()
-		sent := &fakeSent{}
+		sent := &policytest.Sent{}
 		e.Sent = sent
 		h := start(t, e, nil)
 		macros := gomilter.NewMacroBag()
@@ -230,7 +231,7 @@ func TestActions(t *testing.T) {
 			headers: [][2]string{{"Message-ID", " <out-1@example.org>"}, {"Subject", " hi"}}, queueID: "4OUT"})
 		wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
 		wantMods(t, r.mods, fmt.Sprintf("ChangeFrom %q %q", "<alice+prvs=0123abcdef@example.org>", ""))
-		if !sent.has("out-1@example.org") {
+		if !sent.Has("out-1@example.org") {
 			t.Error("Message-ID not recorded in the sent log")
 		}
 		v := onlyVerdict(t, h)
@@ -278,7 +279,7 @@ func internalBounce(h *harness) result {
 	macros.Set(gomilter.MacroQueueId, "4NDR1")
 	s := h.conn(macros, "127.0.0.1", "localhost")
 	r := h.send(s, macros, message{from: "", rcpts: []rcpt{{"victim@remote.test", ""}},
-		headers: dsnHeaders(), body: dsnBody("orig@example.org", "mx1.example.org", "X-Postfix-Queue-ID: 4ORIG\r\n")})
+		headers: dsnHeaders(), body: dsnBody("orig@example.org", "mx1.example.org", "X-Postfix-Queue-ID: 4ORIG")})
 	s.Close()
 	return r
 }
@@ -340,7 +341,7 @@ func TestInternalBounceRole(t *testing.T) {
 	t.Run("on_error is forced to accept", func(t *testing.T) {
 		e := forgedEngine(policy.Discard)
 		e.S.TrustedNetworks = nil // so that 127.0.0.1 is scored and the DNSBL asked
-		e.Lists = fakeLists{panicStart: true}
+		e.Lists = policytest.Lists{PanicStart: true}
 		h := start(t, e, func(o *milter.Options) {
 			o.Role = milter.RoleInternalBounce
 			o.OnError = policy.Tempfail
@@ -361,7 +362,7 @@ func TestInternalBounceRole(t *testing.T) {
 func TestPerRecipientReject(t *testing.T) {
 	h := start(t, testEngine(), nil)
 	r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvBadRcpt, ""}, {batvOKRcpt, ""}},
-		queueID: "4QID", headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")})
+		queueID: "4QID", headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org")})
 	wantAction(t, "rcpt 1", r.rcpts[0], gomilter.ActionRejectWithCode, "")
 	wantAction(t, "rcpt 2", r.rcpts[1], gomilter.ActionContinue, "")
 	wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
@@ -402,7 +403,7 @@ func TestTwoMessagesOneConnection(t *testing.T) {
 			s := h.conn(macros, cleanIP, "client.test")
 			first := h.send(s, macros, message{from: "", rcpts: []rcpt{{batvBadRcpt, ""}, {batvOKRcpt, ""}},
 				queueID: "Q1", headers: append(dsnHeaders(), [2]string{"X-First", " yes"}),
-				body: dsnBody("forged@example.org", "spam.remote.test", "")})
+				body: dsnBody("forged@example.org", "spam.remote.test")})
 			wantAction(t, "first eom", first.end, gomilter.ActionAccept, "")
 			if abort {
 				if err := s.Abort(nil); err != nil {
@@ -654,7 +655,7 @@ func TestLimits(t *testing.T) {
 		e := testEngine()
 		e.S.BodyMax = 1000
 		h := start(t, e, nil)
-		body := append(dsnBody("sent-1@example.org", "mx1.example.org", ""), bytes.Repeat([]byte("padding line\r\n"), 400)...)
+		body := append(dsnBody("sent-1@example.org", "mx1.example.org"), bytes.Repeat([]byte("padding line\r\n"), 400)...)
 		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: body})
 		wantAction(t, "eom", r.end, gomilter.ActionAccept, "")
 		if r.skip {
@@ -765,7 +766,7 @@ func TestSessionCounting(t *testing.T) {
 // one recipient must not let the rest of the message through unjudged.
 func TestPanicAtRcptFailsClosed(t *testing.T) {
 	e := testEngine()
-	e.Lists = fakeLists{panicWait: true}
+	e.Lists = policytest.Lists{PanicWait: true}
 	h := start(t, e, func(o *milter.Options) { o.OnError = policy.Tempfail })
 	r := h.deliver(cleanIP, message{from: "alice@remote.test",
 		rcpts: []rcpt{{"bob@example.org", ""}, {"carol@example.org", ""}}, headers: [][2]string{{"Subject", " x"}}})

@@ -124,7 +124,7 @@ func TestHostilePackets(t *testing.T) {
 			conn.Close()
 			time.Sleep(50 * time.Millisecond) // a crashing goroutine takes the process down meanwhile
 			r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(),
-				body: append(dsnBody("sent-1@example.org", "mx1.example.org", ""), make([]byte, 300000)...)})
+				body: append(dsnBody("sent-1@example.org", "mx1.example.org"), make([]byte, 300000)...)})
 			wantAction(t, "proper client after "+c.name, r.end, gomilter.ActionAccept, "")
 		}
 		return

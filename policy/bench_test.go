@@ -1,8 +1,10 @@
-package policy
+package policy_test
 
 import (
 	"context"
 	"testing"
+
+	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
 // BenchmarkRcptVerdict is the RCPT-time decision for a bounce to a tagged
@@ -14,7 +16,7 @@ func BenchmarkRcptVerdict(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tx := begin(e, listedIP, "")
-		if v := e.Rcpt(ctx, tx, "bob+prvs=0123abcdef@example.org", ""); v.Action != Accept {
+		if v := e.Rcpt(ctx, tx, "bob+prvs=0123abcdef@example.org", ""); v.Action != policy.Accept {
 			b.Fatalf("action %v", v.Action)
 		}
 	}
@@ -34,7 +36,7 @@ func BenchmarkEndOfMessageBounce(b *testing.B) {
 		tx := begin(e, cleanIP, "")
 		e.Rcpt(ctx, tx, "bob@example.org", "")
 		tx.Headers, tx.Body = headers, body
-		if v := e.End(ctx, tx); !v.Evidence.Has(EvBounceOurs) {
+		if v := e.End(ctx, tx); !v.Evidence.Has(policy.EvBounceOurs) {
 			b.Fatalf("evidence %v", v.Evidence)
 		}
 	}
@@ -45,13 +47,13 @@ func BenchmarkEndOfMessageBounce(b *testing.B) {
 func BenchmarkEndOfMessageOrdinary(b *testing.B) {
 	e := testEngine()
 	ctx := context.Background()
-	headers := []Header{{"From", " alice@pass.test"}, {"Subject", " hello"}, {"Message-ID", " <m1@pass.test>"}}
+	headers := []policy.Header{{"From", " alice@pass.test"}, {"Subject", " hello"}, {"Message-ID", " <m1@pass.test>"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		tx := e.Begin(ctx, "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "alice@pass.test", "", "")
+		tx := e.Begin(ctx, "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "alice@pass.test", "", "")
 		e.Rcpt(ctx, tx, "bob@example.org", "")
 		tx.Headers = headers
-		if v := e.End(ctx, tx); v.Action != Accept {
+		if v := e.End(ctx, tx); v.Action != policy.Accept {
 			b.Fatalf("action %v", v.Action)
 		}
 	}

@@ -1,4 +1,4 @@
-package policy
+package policy_test
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
+	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
@@ -79,10 +81,10 @@ func loadCorpus(t *testing.T, dir string) []corpusEntry {
 
 // splitMessage turns a raw message into the header fields and body the MTA
 // would hand the milter (folded values keep their line breaks).
-func splitMessage(raw []byte) ([]Header, []byte) {
+func splitMessage(raw []byte) ([]policy.Header, []byte) {
 	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
 	raw = bytes.ReplaceAll(raw, []byte("\r"), []byte("\n"))
-	var hs []Header
+	var hs []policy.Header
 	rest := raw
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -103,7 +105,7 @@ func splitMessage(raw []byte) ([]Header, []byte) {
 		if !ok {
 			continue // mbox "From " line or junk: the MTA would not pass it as a field
 		}
-		hs = append(hs, Header{Name: string(name), Value: string(value)})
+		hs = append(hs, policy.Header{Name: string(name), Value: string(value)})
 	}
 	return hs, bytes.ReplaceAll(rest, []byte("\n"), []byte("\r\n"))
 }
@@ -124,16 +126,16 @@ func originatingHop(hops []corpusHop) (corpusHop, bool) {
 // scenario is one row of the table.
 type scenario struct {
 	name, goal string
-	counts     map[string]map[Action]int // by split key
+	counts     map[string]map[policy.Action]int // by split key
 	losses     []string
 }
 
-func (s *scenario) add(split string, a Action) {
+func (s *scenario) add(split string, a policy.Action) {
 	if s.counts == nil {
-		s.counts = map[string]map[Action]int{}
+		s.counts = map[string]map[policy.Action]int{}
 	}
 	if s.counts[split] == nil {
-		s.counts[split] = map[Action]int{}
+		s.counts[split] = map[policy.Action]int{}
 	}
 	s.counts[split][a]++
 }
@@ -141,7 +143,7 @@ func (s *scenario) add(split string, a Action) {
 func (s *scenario) total(split string) (n, blocked int) {
 	for a, c := range s.counts[split] {
 		n += c
-		if a >= Quarantine {
+		if a >= policy.Quarantine {
 			blocked += c
 		}
 	}
@@ -157,12 +159,12 @@ func TestCorpusDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	engine := func(ids []string, tagger Tagger, relay *corpusHop) *Engine {
-		s := DefaultSettings()
+	engine := func(ids []string, tagger policy.Tagger, relay *corpusHop) *policy.Engine {
+		s := policy.DefaultSettings()
 		s.LocalDomains = []string{"example.org"}
-		sent := &fakeSent{ids: map[string]bool{}}
+		sent := policytest.NewSent()
 		for _, id := range ids {
-			sent.ids[bounce.NormalizeMessageID(id)] = true
+			sent.IDs[bounce.NormalizeMessageID(id)] = true
 		}
 		if relay != nil {
 			if ip, err := netip.ParseAddr(strings.Trim(relay.By, "[]")); err == nil {
@@ -171,15 +173,15 @@ func TestCorpusDecisions(t *testing.T) {
 				s.RelayHosts = append(s.RelayHosts, strings.ToLower(relay.By))
 			}
 		}
-		e := &Engine{S: s, Sent: sent}
+		e := &policy.Engine{S: s, Sent: sent}
 		if tagger != nil {
 			e.Tagger = tagger
 		}
 		return e
 	}
-	run := func(e *Engine, raw []byte, rcpt string) *Verdict {
-		tx := e.Begin(context.Background(), "corpus", Connection{ClientIP: netip.MustParseAddr("192.0.2.25")}, "", "", "")
-		if v := e.Rcpt(context.Background(), tx, rcpt, ""); v.Action != Accept {
+	run := func(e *policy.Engine, raw []byte, rcpt string) *policy.Verdict {
+		tx := e.Begin(context.Background(), "corpus", policy.Connection{ClientIP: netip.MustParseAddr("192.0.2.25")}, "", "", "")
+		if v := e.Rcpt(context.Background(), tx, rcpt, ""); v.Action != policy.Accept {
 			return v
 		}
 		tx.DataSeen = true
@@ -223,14 +225,14 @@ func TestCorpusDecisions(t *testing.T) {
 		if len(ids) > 0 {
 			v := run(engine(ids, nil, nil), raw, "bob@example.org")
 			A.add(kind, v.Action)
-			if v.Action >= Quarantine {
+			if v.Action >= policy.Quarantine {
 				A.losses = append(A.losses, fmt.Sprintf("%s: %s %v %v", c.File, v.Action, v.Evidence.Summary(), v.Notes))
 			}
 		}
 		// B: nothing is ours.
 		if v := run(engine(nil, nil, nil), raw, "bob@example.org"); true {
 			B.add(kind+"/"+c.OriginalMessage, v.Action)
-			if c.IsBounce && c.OriginalMessage != "none" && v.Action < Quarantine {
+			if c.IsBounce && c.OriginalMessage != "none" && v.Action < policy.Quarantine {
 				B.losses = append(B.losses, fmt.Sprintf("%s: %s %v %v", c.File, v.Action, v.Evidence.Summary(), v.Notes))
 			}
 		}
@@ -238,12 +240,12 @@ func TestCorpusDecisions(t *testing.T) {
 		tg := signerTagger{s: signer}
 		v := run(engine(nil, tg, nil), raw, tagged)
 		C.add(kind, v.Action)
-		if v.Action >= Quarantine {
+		if v.Action >= policy.Quarantine {
 			C.losses = append(C.losses, fmt.Sprintf("%s: %s %v %v", c.File, v.Action, v.Evidence.Summary(), v.Notes))
 		}
 		v = run(engine(nil, tg, nil), raw, "bob@example.org")
 		D.add(kind, v.Action)
-		if c.IsBounce && v.Action < Quarantine {
+		if c.IsBounce && v.Action < policy.Quarantine {
 			D.losses = append(D.losses, fmt.Sprintf("%s: %s %v %v", c.File, v.Action, v.Evidence.Summary(), v.Notes))
 		}
 		// E: our relay is the hop that received the original first.
@@ -251,7 +253,7 @@ func TestCorpusDecisions(t *testing.T) {
 			{
 				v := run(engine(nil, nil, &hop), raw, "bob@example.org")
 				E.add(kind, v.Action)
-				if v.Action >= Quarantine {
+				if v.Action >= policy.Quarantine {
 					E.losses = append(E.losses, fmt.Sprintf("%s: relay %s: %s %v %v", c.File, hop.By, v.Action, v.Evidence.Summary(), v.Notes))
 				}
 			}
@@ -270,7 +272,7 @@ func TestCorpusDecisions(t *testing.T) {
 		for _, k := range keys {
 			n, blocked := s.total(k)
 			m := s.counts[k]
-			fmt.Fprintf(&out, "%-3s %-22s %6d %6d %6d %6d %6d %7.1f%%\n", s.name, k, n, m[Accept], m[Tag], m[Quarantine], m[Reject], 100*float64(blocked)/float64(n))
+			fmt.Fprintf(&out, "%-3s %-22s %6d %6d %6d %6d %6d %7.1f%%\n", s.name, k, n, m[policy.Accept], m[policy.Tag], m[policy.Quarantine], m[policy.Reject], 100*float64(blocked)/float64(n))
 		}
 	}
 	t.Log(out.String())

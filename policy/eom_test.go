@@ -1,4 +1,4 @@
-package policy
+package policy_test
 
 import (
 	"context"
@@ -7,53 +7,27 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
+	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
-// dsn builds an RFC 3464 bounce of an original with the given Message-ID and relay.
-func dsn(msgID, relay string) []Header {
-	return []Header{
-		{"From", " Mail Delivery System <MAILER-DAEMON@mx.remote.test>"},
-		{"To", " bob@example.org"},
-		{"Subject", " Undelivered Mail Returned to Sender"},
-		{"MIME-Version", " 1.0"},
-		{"Content-Type", ` multipart/report; report-type=delivery-status; boundary="BB"`},
-	}
+// dsn and dsnBody are policytest.DSN, a bounce of an original with the
+// given Message-ID that passed relay: its header fields and its body.
+func dsn(msgID, relay string) []policy.Header {
+	h, _ := policytest.DSN(msgID, relay)
+	return h
 }
 
 func dsnBody(msgID, relay string) []byte {
-	return []byte(strings.ReplaceAll(`--BB
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---BB
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.remote.test
-
-Final-Recipient: rfc822; nobody@remote.test
-Action: failed
-Status: 5.1.1
-
---BB
-Content-Type: text/rfc822-headers
-
-Received: from `+relay+` (`+relay+` [198.51.100.9])
-	by mx.remote.test (Postfix) with ESMTPS id 4XYZ
-	for <nobody@remote.test>; Mon, 23 Nov 2026 10:00:00 +0000
-From: bob@example.org
-To: nobody@remote.test
-Subject: hello
-Message-ID: <`+msgID+`>
-
---BB--
-`, "\n", "\r\n"))
+	_, b := policytest.DSN(msgID, relay)
+	return b
 }
 
-func endBounce(t *testing.T, e *Engine, ip netip.Addr, rcpt, msgID, relay string) *Verdict {
+func endBounce(t *testing.T, e *policy.Engine, ip netip.Addr, rcpt, msgID, relay string) *policy.Verdict {
 	t.Helper()
 	tx := begin(e, ip, "")
-	if v := e.Rcpt(context.Background(), tx, rcpt, ""); v.Action != Accept {
+	if v := e.Rcpt(context.Background(), tx, rcpt, ""); v.Action != policy.Accept {
 		t.Fatalf("rcpt %s: %v %v", rcpt, v.Action, v.Evidence)
 	}
 	tx.Headers = dsn(msgID, relay)
@@ -69,14 +43,14 @@ func TestEndBounceProvenance(t *testing.T) {
 	e.Tagger = nil // BATV off: content decides
 	cases := []struct {
 		name, msgID, relay string
-		want               Action
+		want               policy.Action
 		evidence           string
 	}{
-		{"bounce of mail we sent (sent log)", "sent-1@example.org", "spam.remote.test", Accept, EvBounceOurs},
-		{"bounce of mail through our relay", "unknown@example.org", "mx1.example.org", Accept, EvBounceOursRelay},
-		{"bounce of mail from our relay network", "unknown@example.org", "[203.0.113.9]", Accept, EvBounceOursRelay},
-		{"bounce of mail through a relay below our relay domain", "unknown@example.org", "a.out.example.org", Accept, EvBounceOursRelay},
-		{"forged bounce: unknown id, foreign relay", "forged@example.org", "spam.remote.test", Quarantine, EvBounceNotOurs},
+		{"bounce of mail we sent (sent log)", "sent-1@example.org", "spam.remote.test", policy.Accept, policy.EvBounceOurs},
+		{"bounce of mail through our relay", "unknown@example.org", "mx1.example.org", policy.Accept, policy.EvBounceOursRelay},
+		{"bounce of mail from our relay network", "unknown@example.org", "[203.0.113.9]", policy.Accept, policy.EvBounceOursRelay},
+		{"bounce of mail through a relay below our relay domain", "unknown@example.org", "a.out.example.org", policy.Accept, policy.EvBounceOursRelay},
+		{"forged bounce: unknown id, foreign relay", "forged@example.org", "spam.remote.test", policy.Quarantine, policy.EvBounceNotOurs},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,10 +58,10 @@ func TestEndBounceProvenance(t *testing.T) {
 			if v.Action != c.want || !v.Evidence.Has(c.evidence) {
 				t.Fatalf("action %v evidence %v notes %v, want %v with %s", v.Action, v.Evidence, v.Notes, c.want, c.evidence)
 			}
-			if c.want == Quarantine && !strings.Contains(v.Mods.QuarantineReason, EvBounceNotOurs) {
+			if c.want == policy.Quarantine && !strings.Contains(v.Mods.QuarantineReason, policy.EvBounceNotOurs) {
 				t.Errorf("quarantine reason %q", v.Mods.QuarantineReason)
 			}
-			if c.want != Accept && (len(v.Mods.AddHeaders) != 1 || v.Mods.AddHeaders[0].Name != "X-Backscatter") {
+			if c.want != policy.Accept && (len(v.Mods.AddHeaders) != 1 || v.Mods.AddHeaders[0].Name != "X-Backscatter") {
 				t.Errorf("no tag header: %+v", v.Mods)
 			}
 		})
@@ -97,10 +71,10 @@ func TestEndBounceProvenance(t *testing.T) {
 func TestEndForgedBounceFromListedHostIsRejected(t *testing.T) {
 	e := testEngine()
 	e.Tagger = nil
-	e.Lists = fakeLists{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}
+	e.Lists = policytest.Lists{Listed: map[netip.Addr][]policy.Listing{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}}
 	v := endBounce(t, e, listedIP, "bob@example.org", "forged@example.org", "spam.remote.test")
 	// 6 (backscatter zone: below the reject threshold at RCPT) + 6 (not ours) = 12
-	if v.Action != Reject || v.Reply == nil || v.Reply.Code != 550 {
+	if v.Action != policy.Reject || v.Reply == nil || v.Reply.Code != 550 {
 		t.Fatalf("action %v score %d evidence %v", v.Action, v.Score, v.Evidence)
 	}
 }
@@ -108,10 +82,10 @@ func TestEndForgedBounceFromListedHostIsRejected(t *testing.T) {
 func TestEndObserveOnlyTags(t *testing.T) {
 	e := testEngine()
 	e.Tagger = nil
-	e.S.Mode = Observe
-	e.Lists = fakeLists{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}
+	e.S.Mode = policy.Observe
+	e.Lists = policytest.Lists{Listed: map[netip.Addr][]policy.Listing{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}}
 	v := endBounce(t, e, listedIP, "bob@example.org", "forged@example.org", "spam.remote.test")
-	if v.Action != Tag || v.Would != Reject || v.Reply != nil || v.Mods.QuarantineReason != "" {
+	if v.Action != policy.Tag || v.Would != policy.Reject || v.Reply != nil || v.Mods.QuarantineReason != "" {
 		t.Fatalf("observe: action %v would %v", v.Action, v.Would)
 	}
 	if h := v.Mods.AddHeaders[0].Value; !strings.Contains(h, "action=reject") || !strings.Contains(h, "mode=observe") {
@@ -122,16 +96,16 @@ func TestEndObserveOnlyTags(t *testing.T) {
 func TestEndAutoReply(t *testing.T) {
 	for _, c := range []struct {
 		inReplyTo string
-		want      Action
+		want      policy.Action
 		evidence  string
 	}{
-		{"<sent-1@example.org>", Accept, EvAutoreplyOurs},
-		{"<never-sent@example.org>", Tag, EvAutoreplyNot},
+		{"<sent-1@example.org>", policy.Accept, policy.EvAutoreplyOurs},
+		{"<never-sent@example.org>", policy.Tag, policy.EvAutoreplyNot},
 	} {
 		e := testEngine()
 		tx := begin(e, cleanIP, "carol@remote.test")
 		e.Rcpt(context.Background(), tx, "bob@example.org", "")
-		tx.Headers = []Header{{"From", " carol@remote.test"}, {"Subject", " Out of office"},
+		tx.Headers = []policy.Header{{"From", " carol@remote.test"}, {"Subject", " Out of office"},
 			{"Auto-Submitted", " auto-replied"}, {"In-Reply-To", " " + c.inReplyTo}}
 		v := e.End(context.Background(), tx)
 		if v.Action != c.want || !v.Evidence.Has(c.evidence) {
@@ -142,12 +116,12 @@ func TestEndAutoReply(t *testing.T) {
 
 func TestEndOutboundSignsAndRecords(t *testing.T) {
 	e := testEngine()
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "SIZE=100 RET=FULL BODY=8BITMIME", "")
-	if tx.Direction != Outbound {
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "alice@example.org", "SIZE=100 RET=FULL BODY=8BITMIME", "")
+	if tx.Direction != policy.Outbound {
 		t.Fatal("trusted client not outbound")
 	}
 	e.Rcpt(context.Background(), tx, "x@remote.test", "")
-	tx.Headers = []Header{{"Message-ID", " <Out-1@EXAMPLE.org>"}}
+	tx.Headers = []policy.Header{{"Message-ID", " <Out-1@EXAMPLE.org>"}}
 	v := e.End(context.Background(), tx)
 	if !v.Mods.ChangeFromSet || v.Mods.ChangeFrom != "alice+prvs=0123abcdef@example.org" || v.Mods.ChangeFromArgs != "RET=FULL" {
 		t.Errorf("change from %+v", v.Mods)
@@ -156,8 +130,8 @@ func TestEndOutboundSignsAndRecords(t *testing.T) {
 		t.Error("message-id not recorded (normalised: domain lowercased)")
 	}
 	// SASL-authenticated from anywhere is outbound too.
-	tx = e.Begin(context.Background(), "s2", Connection{ClientIP: cleanIP}, "alice@example.org", "", "alice")
-	if tx.Direction != Outbound {
+	tx = e.Begin(context.Background(), "s2", policy.Connection{ClientIP: cleanIP}, "alice@example.org", "", "alice")
+	if tx.Direction != policy.Outbound {
 		t.Error("SASL client not outbound")
 	}
 }
@@ -166,7 +140,7 @@ func TestEndNDRSuppression(t *testing.T) {
 	cases := []struct {
 		name, sender, rcptArgs, mailArgs string
 		spfFailOnly                      bool
-		wantNDR                          NDROutcome
+		wantNDR                          policy.NDROutcome
 		wantArgs                         string
 		wantMailArgs                     string // "" = no ChangeFrom
 	}{
@@ -185,9 +159,9 @@ func TestEndNDRSuppression(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
 			e.S.NDR.SPFFailOnly = c.spfFailOnly
-			tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, c.sender, c.mailArgs, "")
+			tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, c.sender, c.mailArgs, "")
 			e.Rcpt(context.Background(), tx, "bob@example.org", c.rcptArgs)
-			tx.Headers = []Header{{"Subject", " hi"}}
+			tx.Headers = []policy.Header{{"Subject", " hi"}}
 			v := e.End(context.Background(), tx)
 			if v.NDR != c.wantNDR {
 				t.Fatalf("NDR %q, want %q (auth %s %s)", v.NDR, c.wantNDR, v.Auth, v.AuthWhy)
@@ -210,28 +184,28 @@ func TestNullSenderNeverRewritten(t *testing.T) {
 	e := testEngine()
 	v := endBounce(t, e, cleanIP, "bob+prvs=0123abcdef@example.org", "sent-1@example.org", "x.test")
 	// The only rewrite is the verified tag's removal, parameters unchanged.
-	want := RcptRewrite{Addr: "bob+prvs=0123abcdef@example.org", NewAddr: "bob@example.org"}
-	if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want || v.NDR != NDRUntouched {
+	want := policy.RcptRewrite{Addr: "bob+prvs=0123abcdef@example.org", NewAddr: "bob@example.org"}
+	if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want || v.NDR != policy.NDRUntouched {
 		t.Fatalf("null sender rewritten: %+v, NDR %q", v.Mods, v.NDR)
 	}
 }
 
 func TestParamHelpers(t *testing.T) {
-	if got := SetNotify("ORCPT=rfc822;a@b notify=SUCCESS X-FOO=1", "NEVER"); got != "ORCPT=rfc822;a@b NOTIFY=NEVER X-FOO=1" {
+	if got := policy.SetNotify("ORCPT=rfc822;a@b notify=SUCCESS X-FOO=1", "NEVER"); got != "ORCPT=rfc822;a@b NOTIFY=NEVER X-FOO=1" {
 		t.Errorf("SetNotify = %q", got)
 	}
-	if got, ch := stripSuccessNotify("NOTIFY=SUCCESS,DELAY"); got != "NOTIFY=NEVER" || !ch {
+	if got, ch := policy.StripSuccessNotify("NOTIFY=SUCCESS,DELAY"); got != "NOTIFY=NEVER" || !ch {
 		t.Errorf("strip = %q %v", got, ch)
 	}
-	if got := SenderChangeArgs("SIZE=5 ret=hdrs BODY=8BITMIME SMTPUTF8 ENVID=x AUTH=<> "); got != "ret=hdrs ENVID=x" {
+	if got := policy.SenderChangeArgs("SIZE=5 ret=hdrs BODY=8BITMIME SMTPUTF8 ENVID=x AUTH=<> "); got != "ret=hdrs ENVID=x" {
 		t.Errorf("SenderChangeArgs = %q", got)
 	}
 }
 
 func TestObserveModeOnlyLogsNDRSuppression(t *testing.T) {
 	e := testEngine()
-	e.S.Mode = Observe
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@fail.test", "RET=FULL", "")
+	e.S.Mode = policy.Observe
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@fail.test", "RET=FULL", "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=FAILURE")
 	v := e.End(context.Background(), tx)
 	if v.NDR != "would-be-suppressed" || len(v.Mods.RcptRewrites) != 0 || v.Mods.ChangeFromSet {
@@ -242,7 +216,7 @@ func TestObserveModeOnlyLogsNDRSuppression(t *testing.T) {
 func TestStripSuccessDSNWithoutSuppression(t *testing.T) {
 	e := testEngine()
 	e.S.NDR.Enabled = false
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@none.test", "", "")
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@none.test", "", "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=SUCCESS,FAILURE")
 	v := e.End(context.Background(), tx)
 	if v.NDR != "success-dsn-stripped" || len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0].NewArgs != "NOTIFY=FAILURE" {
@@ -252,10 +226,10 @@ func TestStripSuccessDSNWithoutSuppression(t *testing.T) {
 
 func TestInternalBounceIgnoresNonBounces(t *testing.T) {
 	e := testEngine()
-	e.S.InternalBounceAction = Discard
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "root@example.org", "", "")
+	e.S.InternalBounceAction = policy.Discard
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "root@example.org", "", "")
 	e.Rcpt(context.Background(), tx, "victim@fail.test", "")
-	if v := e.InternalBounce(context.Background(), tx); v.Action != Accept {
+	if v := e.InternalBounce(context.Background(), tx); v.Action != policy.Accept {
 		t.Fatalf("a locally submitted message was judged as an NDR: %+v", v)
 	}
 }
@@ -265,9 +239,9 @@ func TestInternalBounceIgnoresNonBounces(t *testing.T) {
 func TestEndSentLogDownIsNoEvidence(t *testing.T) {
 	e := testEngine()
 	e.Tagger = nil
-	e.Sent = &fakeSent{err: errors.New("redis: connection refused")}
+	e.Sent = &policytest.Sent{Err: errors.New("redis: connection refused")}
 	v := endBounce(t, e, cleanIP, "bob@example.org", "sent-1@example.org", "spam.remote.test")
-	if v.Action != Accept || v.Evidence.Has(EvBounceNotOurs) || len(v.Evidence) != 0 {
+	if v.Action != policy.Accept || v.Evidence.Has(policy.EvBounceNotOurs) || len(v.Evidence) != 0 {
 		t.Fatalf("sent log down: action %v evidence %v notes %v", v.Action, v.Evidence, v.Notes)
 	}
 	if !strings.Contains(strings.Join(v.Notes, "; "), "sent log") {
@@ -275,23 +249,23 @@ func TestEndSentLogDownIsNoEvidence(t *testing.T) {
 	}
 	// Our relay in the bounce is still proof, store or no store.
 	v = endBounce(t, e, cleanIP, "bob@example.org", "x@example.org", "mx1.example.org")
-	if !v.Evidence.Has(EvBounceOursRelay) {
+	if !v.Evidence.Has(policy.EvBounceOursRelay) {
 		t.Errorf("relay proof lost when the store is down: %v", v.Evidence)
 	}
 }
 
 func TestInternalBounceNeverRejects(t *testing.T) {
-	for _, configured := range []Action{Reject, Tempfail} {
+	for _, configured := range []policy.Action{policy.Reject, policy.Tempfail} {
 		e := testEngine()
 		e.S.InternalBounceAction = configured
-		e.AuthMemory = NewAuthMemory(10, time.Hour)
-		e.AuthMemory.Remember("4ABC", Forged, time.Now())
-		tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "", "", "")
+		e.AuthMemory = policy.NewAuthMemory(10, time.Hour)
+		e.AuthMemory.Remember("4ABC", policy.Forged, time.Now())
+		tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "", "", "")
 		e.Rcpt(context.Background(), tx, "victim@fail.test", "")
-		tx.Headers = []Header{{"Subject", " Undelivered Mail Returned to Sender"}}
+		tx.Headers = []policy.Header{{"Subject", " Undelivered Mail Returned to Sender"}}
 		tx.Body = []byte("Reporting-MTA: dns; mx.example.org\r\nX-Postfix-Queue-ID: 4ABC\r\n")
 		v := e.InternalBounce(context.Background(), tx)
-		if v.Action != Quarantine || !strings.Contains(v.Mods.QuarantineReason, "forged") || !v.Evidence.Has(EvNDRForged) {
+		if v.Action != policy.Quarantine || !strings.Contains(v.Mods.QuarantineReason, "forged") || !v.Evidence.Has(policy.EvNDRForged) {
 			t.Errorf("configured %v: action %v reason %q evidence %v", configured, v.Action, v.Mods.QuarantineReason, v.Evidence)
 		}
 	}
@@ -301,13 +275,13 @@ func TestInternalBounceNeverRejects(t *testing.T) {
 // out, signed.
 func TestOutboundSentLogDown(t *testing.T) {
 	e := testEngine()
-	e.Sent = &fakeSent{err: errors.New("redis: connection refused")}
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "", "")
+	e.Sent = &policytest.Sent{Err: errors.New("redis: connection refused")}
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "alice@example.org", "", "")
 	e.Rcpt(context.Background(), tx, "x@remote.test", "")
-	tx.Headers = []Header{{"Message-ID", " <out-2@example.org>"}}
+	tx.Headers = []policy.Header{{"Message-ID", " <out-2@example.org>"}}
 	v := e.End(context.Background(), tx)
 	notes := strings.Join(v.Notes, "; ")
-	if v.Action != Accept || !v.Mods.ChangeFromSet || !strings.Contains(notes, "sent log: redis") {
+	if v.Action != policy.Accept || !v.Mods.ChangeFromSet || !strings.Contains(notes, "sent log: redis") {
 		t.Fatalf("action %v mods %+v notes %q", v.Action, v.Mods, notes)
 	}
 }

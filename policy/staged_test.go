@@ -1,4 +1,4 @@
-package policy
+package policy_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 )
@@ -22,16 +23,16 @@ func (t signerTagger) Enabled(d string) bool            { return d == "example.o
 func (t signerTagger) Sign(addr string) (string, error) { return t.s.Sign(addr) }
 func (t signerTagger) Strip(addr string) string         { return t.s.Strip(addr) }
 func (t signerTagger) Grace(time.Time) bool             { return t.grace }
-func (t signerTagger) Verify(addr string) TagStatus {
+func (t signerTagger) Verify(addr string) policy.TagStatus {
 	switch t.s.Verify(addr).Status {
 	case batv.StatusOK:
-		return TagOK
+		return policy.TagOK
 	case batv.StatusMissing:
-		return TagMissing
+		return policy.TagMissing
 	case batv.StatusExpired:
-		return TagExpired
+		return policy.TagExpired
 	}
-	return TagBad
+	return policy.TagBad
 }
 
 func newSigner(syntax batv.Syntax) *batv.Signer {
@@ -40,7 +41,7 @@ func newSigner(syntax batv.Syntax) *batv.Signer {
 
 // batvEngine is testEngine with a real signer and two local domains, only
 // example.org signing.
-func batvEngine(t *testing.T) (*Engine, *batv.Signer) {
+func batvEngine(t *testing.T) (*policy.Engine, *batv.Signer) {
 	t.Helper()
 	e := testEngine()
 	e.S.LocalDomains = []string{"example.org", "other.example"}
@@ -59,8 +60,8 @@ func sign(t *testing.T, s *batv.Signer, addr string) string {
 }
 
 // mdn is an RFC 8098 read receipt for the message origID, sent to to.
-func mdn(to, origID string) ([]Header, []byte) {
-	h := []Header{
+func mdn(to, origID string) ([]policy.Header, []byte) {
+	h := []policy.Header{
 		{"From", " carol@remote.test"}, {"To", " " + to}, {"Subject", " Read: hello"},
 		{"MIME-Version", " 1.0"},
 		{"Content-Type", ` multipart/report; report-type=disposition-notification; boundary="MM"`},
@@ -83,26 +84,26 @@ Disposition: manual-action/MDN-sent-manually; displayed
 	return h, []byte(body)
 }
 
-func autoReply(to, inReplyTo string) []Header {
-	return []Header{{"From", " carol@remote.test"}, {"To", " " + to}, {"Subject", " Out of office"},
+func autoReply(to, inReplyTo string) []policy.Header {
+	return []policy.Header{{"From", " carol@remote.test"}, {"To", " " + to}, {"Subject", " Out of office"},
 		{"Auto-Submitted", " auto-replied"}, {"In-Reply-To", " <" + inReplyTo + ">"}}
 }
 
 type eomCase struct {
 	name     string
 	rcpts    []string
-	headers  []Header
+	headers  []policy.Header
 	body     []byte
-	want     Action
+	want     policy.Action
 	evidence []string // must be present
 	absent   []string // must not be present
 }
 
-func runEOM(t *testing.T, e *Engine, sender string, c eomCase) *Verdict {
+func runEOM(t *testing.T, e *policy.Engine, sender string, c eomCase) *policy.Verdict {
 	t.Helper()
 	tx := begin(e, cleanIP, sender)
 	for _, r := range c.rcpts {
-		if v := e.Rcpt(context.Background(), tx, r, ""); v.Action != Accept {
+		if v := e.Rcpt(context.Background(), tx, r, ""); v.Action != policy.Accept {
 			t.Fatalf("%s: RCPT %s refused (%v): a missing tag is decided at end of message", c.name, r, v.Evidence)
 		}
 	}
@@ -140,32 +141,32 @@ func TestNullSenderKinds(t *testing.T) {
 	for _, c := range []eomCase{
 		{name: "forged DSN to an untagged address", rcpts: []string{"bob@example.org"},
 			headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
-			want: Reject, evidence: []string{EvBATVMissing, EvBounceNotOurs}},
+			want: policy.Reject, evidence: []string{policy.EvBATVMissing, policy.EvBounceNotOurs}},
 		{name: "real DSN sent to the header From of our message", rcpts: []string{"bob@example.org"},
 			headers: dsn("", ""), body: dsnBody("sent-1@example.org", "spam.remote.test"),
-			want: Accept, evidence: []string{EvBATVMissing, EvBounceOurs}},
+			want: policy.Accept, evidence: []string{policy.EvBATVMissing, policy.EvBounceOurs}},
 		{name: "read receipt for our message", rcpts: []string{"bob@example.org"},
-			headers: mdnOurs, body: mdnOursBody, want: Accept, evidence: []string{EvMDNOurs}, absent: []string{EvBATVMissing}},
+			headers: mdnOurs, body: mdnOursBody, want: policy.Accept, evidence: []string{policy.EvMDNOurs}, absent: []string{policy.EvBATVMissing}},
 		{name: "forged read receipt", rcpts: []string{"bob@example.org"},
-			headers: mdnForged, body: mdnForgedBody, want: Tag, evidence: []string{EvMDNNot}, absent: []string{EvBATVMissing}},
+			headers: mdnForged, body: mdnForgedBody, want: policy.Tag, evidence: []string{policy.EvMDNNot}, absent: []string{policy.EvBATVMissing}},
 		{name: "out-of-office for our message", rcpts: []string{"bob@example.org"},
 			headers: autoReply("bob@example.org", "sent-1@example.org"), body: []byte("Away.\r\n"),
-			want: Accept, evidence: []string{EvAutoreplyOurs}, absent: []string{EvBATVMissing}},
+			want: policy.Accept, evidence: []string{policy.EvAutoreplyOurs}, absent: []string{policy.EvBATVMissing}},
 		{name: "forged out-of-office", rcpts: []string{"bob@example.org"},
 			headers: autoReply("bob@example.org", "never-sent@example.org"), body: []byte("Away.\r\n"),
-			want: Tag, evidence: []string{EvAutoreplyNot}, absent: []string{EvBATVMissing}},
+			want: policy.Tag, evidence: []string{policy.EvAutoreplyNot}, absent: []string{policy.EvBATVMissing}},
 		{name: "null-sender mail that is not bounce-shaped", rcpts: []string{"bob@example.org"},
-			headers: []Header{{"From", " alerts@remote.test"}, {"Subject", " your invoice"}}, body: []byte("Hello.\r\n"),
-			want: Accept, absent: []string{EvBATVMissing}},
+			headers: []policy.Header{{"From", " alerts@remote.test"}, {"Subject", " your invoice"}}, body: []byte("Hello.\r\n"),
+			want: policy.Accept, absent: []string{policy.EvBATVMissing}},
 		{name: "untagged bounce to a domain without BATV: content decides", rcpts: []string{"carol@other.example"},
 			headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
-			want: Quarantine, evidence: []string{EvBounceNotOurs}, absent: []string{EvBATVMissing}},
+			want: policy.Quarantine, evidence: []string{policy.EvBounceNotOurs}, absent: []string{policy.EvBATVMissing}},
 	} {
 		runEOM(t, e, "", c)
 	}
 	// The reject after DATA names the missing tag.
 	v := runEOM(t, e, "", eomCase{name: "reply text", rcpts: []string{"bob@example.org"}, headers: dsn("", ""),
-		body: dsnBody("forged@example.org", "spam.remote.test"), want: Reject})
+		body: dsnBody("forged@example.org", "spam.remote.test"), want: policy.Reject})
 	if v.Reply == nil || v.Reply.Code != 550 || !strings.Contains(v.Reply.Text, "BATV") {
 		t.Errorf("reply %v", v.Reply)
 	}
@@ -175,12 +176,12 @@ func TestNullSenderKinds(t *testing.T) {
 // auto-reply to the policy too: one predicate, bounce.AutoReplyReason.
 func TestAutoReplyOnePredicate(t *testing.T) {
 	e := testEngine()
-	for _, h := range [][]Header{
+	for _, h := range [][]policy.Header{
 		{{"From", " carol@remote.test"}, {"X-Autoresponder", " yes"}, {"In-Reply-To", " <never@example.org>"}},
 		{{"From", " carol@remote.test"}, {"Subject", " Out of Office: hello"}, {"In-Reply-To", " <never@example.org>"}},
 	} {
 		runEOM(t, e, "carol@remote.test", eomCase{name: h[1].Name, rcpts: []string{"bob@example.org"}, headers: h,
-			want: Tag, evidence: []string{EvAutoreplyNot}})
+			want: policy.Tag, evidence: []string{policy.EvAutoreplyNot}})
 	}
 }
 
@@ -190,13 +191,13 @@ func TestAutoReplyOnePredicate(t *testing.T) {
 func TestCalloutNeverRefusedForAMissingTag(t *testing.T) {
 	e, s := batvEngine(t)
 	tx := begin(e, cleanIP, "")
-	if v := e.Rcpt(context.Background(), tx, "bob@example.org", ""); v.Action != Accept || len(v.Evidence) != 0 {
+	if v := e.Rcpt(context.Background(), tx, "bob@example.org", ""); v.Action != policy.Accept || len(v.Evidence) != 0 {
 		t.Fatalf("callout to the header From: %v %v", v.Action, v.Evidence)
 	}
 	if !tx.Callout() {
 		t.Fatal("a transaction that ended after RCPT is not a callout")
 	}
-	if v := e.Callout(tx); v.Stage != StageCallout || v.Action != Accept || !v.Evidence.Has(EvCallout) {
+	if v := e.Callout(tx); v.Stage != policy.StageCallout || v.Action != policy.Accept || !v.Evidence.Has(policy.EvCallout) {
 		t.Fatalf("callout verdict %+v", v)
 	}
 	tagged := sign(t, s, "bob@example.org")
@@ -205,7 +206,7 @@ func TestCalloutNeverRefusedForAMissingTag(t *testing.T) {
 		forged = tagged[:len(tagged)-len("@example.org")-1] + "1@example.org"
 	}
 	tx = begin(e, cleanIP, "")
-	if v := e.Rcpt(context.Background(), tx, forged, ""); v.Action != Reject || !v.Evidence.Has(EvBATVBad) {
+	if v := e.Rcpt(context.Background(), tx, forged, ""); v.Action != policy.Reject || !v.Evidence.Has(policy.EvBATVBad) {
 		t.Fatalf("forged tag %s: %v %v", forged, v.Action, v.Evidence)
 	}
 }
@@ -218,20 +219,20 @@ func TestTagProvesOnlyItsRecipient(t *testing.T) {
 	forged := eomCase{name: "tag + 3 recipients of a domain without BATV",
 		rcpts:   []string{alice, "v1@other.example", "v2@other.example", "v3@other.example"},
 		headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
-		want: Quarantine, evidence: []string{EvBounceNotOurs}, absent: []string{EvBATVOK}}
+		want: policy.Quarantine, evidence: []string{policy.EvBounceNotOurs}, absent: []string{policy.EvBATVOK}}
 	v := runEOM(t, e, "", forged)
 	if !strings.Contains(strings.Join(v.Notes, "; "), "held") {
 		t.Errorf("notes %v do not say why it was held", v.Notes)
 	}
 	runEOM(t, e, "", eomCase{name: "tag + an untagged local recipient", rcpts: []string{alice, "bob@example.org"},
 		headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
-		want: Quarantine, evidence: []string{EvBATVMissing}})
+		want: policy.Quarantine, evidence: []string{policy.EvBATVMissing}})
 	runEOM(t, e, "", eomCase{name: "the tagged recipient alone", rcpts: []string{alice},
 		headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
-		want: Accept, evidence: []string{EvBATVOK}})
+		want: policy.Accept, evidence: []string{policy.EvBATVOK}})
 	// Observe mode holds nothing: it says what enforce would do.
-	e.S.Mode = Observe
-	if v := runEOM(t, e, "", eomCase{name: "observe", rcpts: forged.rcpts, headers: forged.headers, body: forged.body, want: Tag}); v.Would != Quarantine {
+	e.S.Mode = policy.Observe
+	if v := runEOM(t, e, "", eomCase{name: "observe", rcpts: forged.rcpts, headers: forged.headers, body: forged.body, want: policy.Tag}); v.Would != policy.Quarantine {
 		t.Errorf("observe: would %v", v.Would)
 	}
 }
@@ -244,23 +245,23 @@ func TestDeliveredHereIsLocal(t *testing.T) {
 	body := dsnBody("forged@example.org", "spam.remote.test")
 	for _, c := range []struct {
 		name     string
-		rcpt     Recipient
+		rcpt     policy.Recipient
 		local    netip.Addr
 		wantBATV bool
 	}{
-		{"literal of the daemon address", Recipient{Addr: "alice@[127.0.0.1]"}, netip.MustParseAddr("127.0.0.1"), true},
-		{"IPv6 literal", Recipient{Addr: "alice@[IPv6:2001:db8::25]"}, netip.MustParseAddr("2001:db8::25"), true},
-		{"rcpt_mailer local", Recipient{Addr: "alice@localhost.localdomain", Mailer: "local"}, netip.Addr{}, true},
-		{"literal of another host", Recipient{Addr: "alice@[192.0.2.1]", Mailer: "smtp"}, netip.MustParseAddr("127.0.0.1"), false},
+		{"literal of the daemon address", policy.Recipient{Addr: "alice@[127.0.0.1]"}, netip.MustParseAddr("127.0.0.1"), true},
+		{"IPv6 literal", policy.Recipient{Addr: "alice@[IPv6:2001:db8::25]"}, netip.MustParseAddr("2001:db8::25"), true},
+		{"rcpt_mailer local", policy.Recipient{Addr: "alice@localhost.localdomain", Mailer: "local"}, netip.Addr{}, true},
+		{"literal of another host", policy.Recipient{Addr: "alice@[192.0.2.1]", Mailer: "smtp"}, netip.MustParseAddr("127.0.0.1"), false},
 	} {
-		tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, LocalIP: c.local}, "", "", "")
+		tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, LocalIP: c.local}, "", "", "")
 		e.RcptTo(context.Background(), tx, c.rcpt)
 		tx.DataSeen, tx.Headers, tx.Body = true, dsn("", ""), body
 		v := e.End(context.Background(), tx)
-		if got := v.Evidence.Has(EvBATVMissing); got != c.wantBATV {
+		if got := v.Evidence.Has(policy.EvBATVMissing); got != c.wantBATV {
 			t.Errorf("%s: batv:missing %v, want %v (action %v evidence %v)", c.name, got, c.wantBATV, v.Action, v.Evidence)
 		}
-		if c.wantBATV && v.Action != Reject {
+		if c.wantBATV && v.Action != policy.Reject {
 			t.Errorf("%s: action %v, want reject", c.name, v.Action)
 		}
 	}
@@ -285,26 +286,26 @@ func TestVerifiedTagRemoved(t *testing.T) {
 		e.Rcpt(context.Background(), tx, tagged, "ORCPT=rfc822;"+tagged)
 		tx.DataSeen, tx.Headers, tx.Body = true, dsn("", ""), dsnBody("sent-1@example.org", "x.test")
 		v := e.End(context.Background(), tx)
-		want := RcptRewrite{Addr: tagged, NewAddr: c.base, OldArgs: "ORCPT=rfc822;" + tagged, NewArgs: "ORCPT=rfc822;" + tagged}
-		if v.Action != Accept || len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want {
+		want := policy.RcptRewrite{Addr: tagged, NewAddr: c.base, OldArgs: "ORCPT=rfc822;" + tagged, NewArgs: "ORCPT=rfc822;" + tagged}
+		if v.Action != policy.Accept || len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want {
 			t.Errorf("%s: action %v rewrites %+v, want %+v", tagged, v.Action, v.Mods.RcptRewrites, want)
 		}
 	}
 	// A bounce-class sender that is not <> gets NDR suppression too: one rewrite does both.
 	e, s := batvEngine(t)
 	tagged := sign(t, s, "bob@example.org")
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: cleanIP, Helo: "h.test"}, "postmaster@none.test", "", "")
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "postmaster@none.test", "", "")
 	e.Rcpt(context.Background(), tx, tagged, "NOTIFY=FAILURE")
 	tx.DataSeen, tx.Headers, tx.Body = true, dsn("", ""), dsnBody("sent-1@example.org", "x.test")
 	v := e.End(context.Background(), tx)
-	want := RcptRewrite{Addr: tagged, NewAddr: "bob@example.org", OldArgs: "NOTIFY=FAILURE", NewArgs: "NOTIFY=NEVER"}
-	if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want || v.NDR != NDRSuppressed {
+	want := policy.RcptRewrite{Addr: tagged, NewAddr: "bob@example.org", OldArgs: "NOTIFY=FAILURE", NewArgs: "NOTIFY=NEVER"}
+	if len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0] != want || v.NDR != policy.NDRSuppressed {
 		t.Errorf("rewrites %+v NDR %q, want %+v", v.Mods.RcptRewrites, v.NDR, want)
 	}
 	// A tag on ordinary mail is not evidence, but it is removed all the same.
 	tx = begin(e, cleanIP, "friend@pass.test")
 	e.Rcpt(context.Background(), tx, tagged, "")
-	tx.DataSeen, tx.Headers = true, []Header{{"Subject", " re: hello"}}
+	tx.DataSeen, tx.Headers = true, []policy.Header{{"Subject", " re: hello"}}
 	v = e.End(context.Background(), tx)
 	if len(v.Evidence) != 0 || len(v.Mods.RcptRewrites) != 1 || v.Mods.RcptRewrites[0].To() != "bob@example.org" {
 		t.Errorf("ordinary mail to a tagged address: evidence %v rewrites %+v", v.Evidence, v.Mods.RcptRewrites)
@@ -322,12 +323,12 @@ func TestSignExempt(t *testing.T) {
 		{[]string{"friend@remote.test", "ezmlm-list@Lists.Remote.Test"}, false},
 		{[]string{"challenge@other.test"}, false},
 	} {
-		tx := e.Begin(context.Background(), "s1", Connection{ClientIP: trustedIP}, "alice@example.org", "", "")
+		tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "alice@example.org", "", "")
 		for _, r := range c.rcpts {
 			e.Rcpt(context.Background(), tx, r, "")
 		}
 		id := "exempt-" + c.rcpts[len(c.rcpts)-1] + "@example.org"
-		tx.Headers = []Header{{"Message-ID", " <" + id + ">"}}
+		tx.Headers = []policy.Header{{"Message-ID", " <" + id + ">"}}
 		v := e.End(context.Background(), tx)
 		if v.Mods.ChangeFromSet != c.signed {
 			t.Errorf("%v: signed %v, want %v (notes %v)", c.rcpts, v.Mods.ChangeFromSet, c.signed, v.Notes)
@@ -352,8 +353,8 @@ func TestRelayMatchesByIP(t *testing.T) {
 		{bounce.Hop{ClientIP: netip.MustParseAddr("10.37.9.9"), By: "mx.remote.test"}, true},
 		{bounce.Hop{From: "spam.remote.test", ClientIP: netip.MustParseAddr("198.51.100.9"), ByIP: netip.MustParseAddr("10.38.1.1")}, false},
 	} {
-		ev, ok := e.relayEvidence(&bounce.Report{Received: []bounce.Hop{c.hop}})
-		if ok != c.want || ok && ev.Name != EvBounceOursRelay {
+		ev, ok := e.RelayEvidence(&bounce.Report{Received: []bounce.Hop{c.hop}})
+		if ok != c.want || ok && ev.Name != policy.EvBounceOursRelay {
 			t.Errorf("hop %+v: %v %v, want %v", c.hop, ev, ok, c.want)
 		}
 	}
@@ -361,46 +362,46 @@ func TestRelayMatchesByIP(t *testing.T) {
 
 func TestClamp(t *testing.T) {
 	for _, c := range []struct {
-		stage Stage
-		mode  Mode
-		would Action
-		want  Action
+		stage policy.Stage
+		mode  policy.Mode
+		would policy.Action
+		want  policy.Action
 	}{
-		{StageRcpt, Enforce, Reject, Reject},
-		{StageRcpt, Enforce, Quarantine, Accept},
-		{StageRcpt, Observe, Reject, Accept},
-		{StageEOM, Enforce, Quarantine, Quarantine},
-		{StageEOM, Observe, Reject, Tag},
-		{StageEOM, Observe, Tag, Tag},
-		{StageCallout, Enforce, Reject, Accept},
-		{StageInternal, Enforce, Reject, Quarantine},
-		{StageInternal, Enforce, Tempfail, Quarantine},
-		{StageInternal, Enforce, Discard, Discard},
-		{StageInternal, Observe, Discard, Accept},
+		{policy.StageRcpt, policy.Enforce, policy.Reject, policy.Reject},
+		{policy.StageRcpt, policy.Enforce, policy.Quarantine, policy.Accept},
+		{policy.StageRcpt, policy.Observe, policy.Reject, policy.Accept},
+		{policy.StageEOM, policy.Enforce, policy.Quarantine, policy.Quarantine},
+		{policy.StageEOM, policy.Observe, policy.Reject, policy.Tag},
+		{policy.StageEOM, policy.Observe, policy.Tag, policy.Tag},
+		{policy.StageCallout, policy.Enforce, policy.Reject, policy.Accept},
+		{policy.StageInternal, policy.Enforce, policy.Reject, policy.Quarantine},
+		{policy.StageInternal, policy.Enforce, policy.Tempfail, policy.Quarantine},
+		{policy.StageInternal, policy.Enforce, policy.Discard, policy.Discard},
+		{policy.StageInternal, policy.Observe, policy.Discard, policy.Accept},
 	} {
-		got := Clamp(c.stage, c.mode, c.would)
+		got := policy.Clamp(c.stage, c.mode, c.would)
 		if got != c.want {
 			t.Errorf("Clamp(%s, %s, %s) = %s, want %s", c.stage, c.mode, c.would, got, c.want)
 		}
-		if again := Clamp(c.stage, c.mode, got); again != got {
+		if again := policy.Clamp(c.stage, c.mode, got); again != got {
 			t.Errorf("Clamp is not idempotent at %s/%s: %s then %s", c.stage, c.mode, got, again)
 		}
 	}
 }
 
 func TestEvidencesTop(t *testing.T) {
-	ev := Evidences{{Name: "a", Weight: -10}, {Name: "b", Weight: 6}, {Name: "c", Weight: 10}, {Name: "d", Weight: 10}}
+	ev := policy.Evidences{{Name: "a", Weight: -10}, {Name: "b", Weight: 6}, {Name: "c", Weight: 10}, {Name: "d", Weight: 10}}
 	if top, ok := ev.Top(); !ok || top.Name != "c" {
 		t.Errorf("Top = %v %v, want c (first of the heaviest)", top, ok)
 	}
-	if _, ok := (Evidences{{Name: "a", Weight: -1}, {Name: "z", Weight: 0}}).Top(); ok {
+	if _, ok := (policy.Evidences{{Name: "a", Weight: -1}, {Name: "z", Weight: 0}}).Top(); ok {
 		t.Error("nothing weighs against the message, yet Top found something")
 	}
 }
 
 func TestNDROutcomes(t *testing.T) {
-	seen := map[NDROutcome]bool{}
-	for _, o := range NDROutcomes() {
+	seen := map[policy.NDROutcome]bool{}
+	for _, o := range policy.NDROutcomes() {
 		if seen[o] {
 			t.Errorf("%q listed twice", o)
 		}
@@ -408,7 +409,7 @@ func TestNDROutcomes(t *testing.T) {
 		if w := o.Would(); !seen[w] && w != o {
 			// Would must map into the list too.
 			found := false
-			for _, x := range NDROutcomes() {
+			for _, x := range policy.NDROutcomes() {
 				found = found || x == w
 			}
 			if !found {
@@ -425,7 +426,7 @@ func FuzzAddressLiteral(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, dom string) {
-		ip, ok := addressLiteral(dom)
+		ip, ok := policy.AddressLiteral(dom)
 		if !ok {
 			return
 		}
@@ -436,9 +437,9 @@ func FuzzAddressLiteral(f *testing.F) {
 		if ip.Is6() {
 			lit = "[IPv6:" + ip.String() + "]"
 		}
-		if again, ok := addressLiteral(lit); !ok || again != ip {
+		if again, ok := policy.AddressLiteral(lit); !ok || again != ip {
 			t.Fatalf("%q: %v does not round-trip through %q", dom, ip, lit)
 		}
-		_ = mayBeTagged(dom)
+		_ = policy.MayBeTagged(dom)
 	})
 }

@@ -3,8 +3,15 @@ package mtatest
 // DSN returns an RFC 3464 bounce from mx.remote.test to to, for an original
 // message whose Message-ID is originalID and whose only Received hop is
 // relayName [relayIP]: the shape Postfix gives a real non-delivery report.
-// Tests use it to send real and forged bounces through an MTA.
-func DSN(to, dsnID, originalID, relayName, relayIP string) []byte {
+// Tests use it to send real and forged bounces through an MTA, and
+// policytest.DSN hands the same message to the policy and milter unit tests.
+// statusFields are per-message fields added after Reporting-MTA, one
+// "Name: value" each (X-Postfix-Queue-ID: …).
+func DSN(to, dsnID, originalID, relayName, relayIP string, statusFields ...string) []byte {
+	extra := ""
+	for _, f := range statusFields {
+		extra += f + "\n"
+	}
 	return []byte(`From: Mail Delivery System <MAILER-DAEMON@mx.remote.test>
 To: ` + to + `
 Subject: Undelivered Mail Returned to Sender
@@ -23,7 +30,7 @@ This is the mail system at host mx.remote.test. Your message could not be delive
 Content-Type: message/delivery-status
 
 Reporting-MTA: dns; mx.remote.test
-
+` + extra + `
 Final-Recipient: rfc822; nobody@remote.test
 Action: failed
 Status: 5.1.1
