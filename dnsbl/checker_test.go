@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
@@ -369,10 +370,8 @@ func TestFailures(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("condition not reached within 5s")
-		}
+	if !await.True(5*time.Second, cond) {
+		t.Fatal("condition not reached within 5s")
 	}
 }
 

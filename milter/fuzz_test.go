@@ -13,6 +13,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/policy/sent"
 )
 
@@ -248,12 +249,8 @@ func fuzzSession(t *testing.T, h *harness, data []byte, damage func(flags byte))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server did not end the session after QUIT")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.Active() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions still active", h.srv.Active())
-		}
-		time.Sleep(time.Millisecond)
+	if !await.True(10*time.Second, func() bool { return h.srv.Active() == 0 }) {
+		t.Fatalf("%d sessions still active", h.srv.Active())
 	}
 	if n := h.rec.errorCount("panic"); n != 0 {
 		t.Fatalf("%d panics recovered in the session:\n%s", n, h.json.String())

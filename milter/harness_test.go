@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
@@ -361,17 +362,11 @@ func (h *harness) verdicts() []verdictLine {
 // have no reply the client could wait for.
 func (h *harness) waitVerdicts(n int) []verdictLine {
 	h.tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v := h.verdicts()
-		if len(v) >= n || time.Now().After(deadline) {
-			if len(v) < n {
-				h.tb.Fatalf("%d verdict lines, want %d; log:\n%s", len(v), n, h.json.String())
-			}
-			return v
-		}
-		time.Sleep(5 * time.Millisecond)
+	var v []verdictLine
+	if !await.True(10*time.Second, func() bool { v = h.verdicts(); return len(v) >= n }) {
+		h.tb.Fatalf("%d verdict lines, want %d; log:\n%s", len(v), n, h.json.String())
 	}
+	return v
 }
 
 // jsonLines checks that every line of the JSON log parses on its own and

@@ -115,7 +115,7 @@ func TestRepliesPerMessage(t *testing.T) {
 				headers: [][2]string{{"Subject", " hi"}}, body: bigBody},
 			3, map[byte]int{'c': 2, 'a': 1}},
 		{"bounce whose body the policy reads",
-			message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")},
+			message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org")},
 			2, map[byte]int{'c': 1, 'a': 1}},
 		{"unauthenticated sender: recipients rewritten at end of message",
 			message{from: "forger@fail.test", rcpts: []rcpt{{"bob@example.org", ""}},
@@ -169,7 +169,7 @@ func TestQuickAckListener(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 3000) // 192 KB
 	for i, m := range []message{
 		{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}, {"carol@example.org", ""}}, headers: [][2]string{{"Subject", " one"}}, body: big},
-		{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org", "")},
+		{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: dsnBody("sent-1@example.org", "mx1.example.org")},
 		{from: "forger@fail.test", rcpts: []rcpt{{"bob@example.org", ""}}, headers: [][2]string{{"Subject", " three"}}, body: []byte("x\r\n")},
 	} {
 		r := h.send(s, macros, m)

@@ -12,6 +12,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
@@ -751,10 +752,7 @@ func TestSessionCounting(t *testing.T) {
 		t.Errorf("Active = %d with one session open", n)
 	}
 	s.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.Active() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	await.True(10*time.Second, func() bool { return h.srv.Active() == 0 })
 	h.rec.mu.Lock()
 	defer h.rec.mu.Unlock()
 	if h.srv.Active() != 0 || h.rec.starts != 1 || h.rec.ends != 1 {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 )
 
 // packet frames one milter command: a 4-byte big-endian length (code
@@ -122,7 +124,11 @@ func TestHostilePackets(t *testing.T) {
 			conn.Write(c.junk)
 			closedByServer(t, conn, 5*time.Second)
 			conn.Close()
-			time.Sleep(50 * time.Millisecond) // a crashing goroutine takes the process down meanwhile
+			// A crash in the hostile connection's goroutine would take the
+			// process down before this session has ended.
+			if !await.True(10*time.Second, func() bool { return h.srv.Active() == 0 }) {
+				t.Fatalf("the hostile session %s is still open", c.name)
+			}
 			r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(),
 				body: append(dsnBody("sent-1@example.org", "mx1.example.org"), make([]byte, 300000)...)})
 			wantAction(t, "proper client after "+c.name, r.end, gomilter.ActionAccept, "")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -49,12 +50,8 @@ func bounceTo(t *testing.T, s *mtatest.Sink, rcpt string) []mtatest.SinkMessage 
 // waitBounceTo waits until a bounce to rcpt reaches the relay sink.
 func waitBounceTo(t *testing.T, pf *mtatest.Postfix, rcpt, what string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bounceTo(t, pf.Sink, rcpt)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s; postfix log:\n%s", what, pf.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !await.True(30*time.Second, func() bool { return len(bounceTo(t, pf.Sink, rcpt)) > 0 }) {
+		t.Fatalf("%s; postfix log:\n%s", what, pf.Log())
 	}
 }
 

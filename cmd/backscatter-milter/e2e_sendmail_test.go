@@ -6,14 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 // lastTo returns the newest sink message to rcpt.
 func lastTo(t *testing.T, s *mtatest.Sink, rcpt string, timeout time.Duration) mtatest.SinkMessage {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var found mtatest.SinkMessage
+	if !await.True(timeout, func() bool {
 		msgs, err := s.Messages()
 		if err != nil {
 			t.Fatal(err)
@@ -21,15 +22,16 @@ func lastTo(t *testing.T, s *mtatest.Sink, rcpt string, timeout time.Duration) m
 		for i := len(msgs) - 1; i >= 0; i-- {
 			for _, r := range msgs[i].Recipients() {
 				if r == rcpt {
-					return msgs[i]
+					found = msgs[i]
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no message to %s reached the sink", rcpt)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no message to %s reached the sink", rcpt)
 	}
+	return found
 }
 
 // TestSendmailEndToEnd drives a private Sendmail attached to the real daemon.
@@ -85,19 +87,15 @@ func TestSendmailEndToEnd(t *testing.T) {
 		if len(r.Messages) != 2 || !r.Messages[0].Accepted() || !r.Messages[1].Accepted() {
 			t.Fatalf("%+v", r.Messages)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			q, err := sm.Quarantined()
-			if err != nil {
+		var q []mtatest.SendmailQueueEntry
+		if !await.True(20*time.Second, func() bool {
+			var err error
+			if q, err = sm.Quarantined(); err != nil {
 				t.Fatal(err)
 			}
-			if len(q) == 1 && strings.Contains(q[0].Reason, "bounce:not-ours") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("quarantine: %+v", q)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return len(q) == 1 && strings.Contains(q[0].Reason, "bounce:not-ours")
+		}) {
+			t.Fatalf("quarantine: %+v", q)
 		}
 		second := m.waitVerdict(t, "second message", func(v verdict) bool { return v.Stage == "eom" && v.Sender == "<erin@pass.test>" })
 		if second.Action != "accept" || len(second.Evidence) != 0 || len(second.Rcpts) != 1 {

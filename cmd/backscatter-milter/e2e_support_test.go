@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
@@ -74,6 +75,16 @@ func startMilter(t *testing.T, yaml string) *testMilter {
 }
 
 func (m *testMilter) stop() { m.d.shutdown() }
+
+// idle reports whether no MTA session is open on any of the milter's listeners.
+func (m *testMilter) idle() bool {
+	for _, s := range m.d.servers {
+		if s.Active() != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // verdict is a decoded verdict log line.
 type verdict struct {
@@ -140,19 +151,20 @@ func (m *testMilter) verdicts(t *testing.T) []verdict {
 // waitVerdict waits for a verdict line matching cond.
 func (m *testMilter) waitVerdict(t *testing.T, what string, cond func(verdict) bool) verdict {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var found verdict
+	if !await.True(20*time.Second, func() bool {
 		for _, v := range m.verdicts(t) {
 			if cond(v) {
-				return v
+				found = v
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			raw, _ := os.ReadFile(m.LogFile)
-			t.Fatalf("no verdict line for %s; log:\n%s", what, raw)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	}) {
+		raw, _ := os.ReadFile(m.LogFile)
+		t.Fatalf("no verdict line for %s; log:\n%s", what, raw)
 	}
+	return found
 }
 
 // startRbldnsd serves zone (ip4set data) as name on a loopback port.
@@ -178,15 +190,8 @@ func startRbldnsd(t *testing.T, name, data string) string {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Wait until it answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("udp", addr); err == nil {
-			c.Close()
-			if dnsAnswers(addr, "2.0.0.127."+name) {
-				return addr
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if await.True(10*time.Second, func() bool { return dnsAnswers(addr, "2.0.0.127."+name) }) {
+		return addr
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "rbldnsd.out"))
 	t.Fatalf("rbldnsd did not answer on %s: %s", addr, raw)

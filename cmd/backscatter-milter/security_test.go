@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
@@ -280,7 +281,10 @@ dnsbl: { zones: [] }
 	}
 	// At least one of the hostile transactions must have reached the milter.
 	m.waitVerdict(t, "a verdict for the hostile sessions", func(v verdict) bool { return v.Stage == "eom" && v.ClientIP == "127.0.0.2" })
-	time.Sleep(500 * time.Millisecond)
+	// The hostile sessions still open log their verdicts when they end.
+	if !await.True(20*time.Second, m.idle) {
+		t.Fatal("milter sessions still open after every SMTP session quit")
+	}
 	m.stop()
 
 	raw, err := os.ReadFile(m.LogFile)
@@ -708,13 +712,15 @@ func startRedisServer(t *testing.T, extra ...string) string {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 100; i++ {
-			if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+		if await.True(5*time.Second, func() bool {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
 				c.Close()
-				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-				return addr
 			}
-			time.Sleep(50 * time.Millisecond)
+			return err == nil
+		}) {
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			return addr
 		}
 		cmd.Process.Kill()
 		cmd.Wait()
