@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
@@ -327,14 +328,10 @@ batv: { enabled: true, keys: [{ id: 0, file: `+keyFile+` }], domains: [example.o
 	// Let Postfix deliver what it accepted: nothing may stay in the active,
 	// incoming or deferred queues for long (the sink accepts everything).
 	var queue []mtatest.QueueEntry
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	await.True(2*time.Minute, func() bool {
 		queue, err = pf.Queue()
-		if err == nil && pendingCount(queue) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return err == nil && pendingCount(queue) == 0
+	})
 	if err != nil {
 		t.Fatalf("postqueue: %v", err)
 	}
@@ -596,15 +593,13 @@ func openFDs() int {
 // settle waits until goroutines and open files are at most maxG and maxFD
 // (0: just let things quiet down for the whole wait) and returns the counts.
 func settle(maxG, maxFD int, wait time.Duration) (int, int) {
-	deadline := time.Now().Add(wait)
-	for {
+	var g, fd int
+	await.True(wait, func() bool {
 		goruntime.GC()
-		g, fd := goruntime.NumGoroutine(), openFDs()
-		if maxG > 0 && g <= maxG && fd <= maxFD || time.Now().After(deadline) {
-			return g, fd
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		g, fd = goruntime.NumGoroutine(), openFDs()
+		return maxG > 0 && g <= maxG && fd <= maxFD
+	})
+	return g, fd
 }
 
 // restart does what SIGTERM and a new start do: the running daemon drains
