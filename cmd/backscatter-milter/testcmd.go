@@ -122,9 +122,16 @@ type testResult struct {
 	Exit          int          `json:"exit"`
 }
 
-// runTest: test FILE.eml — the message through the same policy the milter
-// runs, offline or with the configured resolver, and what would be done.
-func runTest(args []string, stdout, stderr io.Writer) int {
+// testFlags are the flags of `test`.
+type testFlags struct {
+	fs                          *pflag.FlagSet
+	clientIP, clientName, helo  *string
+	mailFrom, authUser, queueID *string
+	rcpts, sentIDs              *[]string
+	useSentLog, asJSON, offline *bool
+}
+
+func newTestFlags(stderr io.Writer) *testFlags {
 	fs := newFlags("test", stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backscatter-milter test FILE.eml|- [--client-ip IP] [--helo H] [--mail-from A] [--rcpt A]... [--auth USER]")
@@ -135,50 +142,123 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	config.Flags(fs)
-	clientIP := fs.String("client-ip", "", "SMTP client address (default: from the first Received header)")
-	clientName := fs.String("client-name", "", "SMTP client's reverse DNS name, shown in the verdict")
-	helo := fs.String("helo", "", "HELO/EHLO name (default: from the first Received header)")
-	mailFrom := fs.String("mail-from", "", "envelope sender, <> for the null sender (default: Return-Path)")
-	rcpts := fs.StringArray("rcpt", nil, "envelope recipient, repeatable (default: To and Cc)")
-	authUser := fs.String("auth", "", "SASL login name: the message is then outbound")
-	queueID := fs.String("queue-id", "TEST", "MTA queue ID")
-	sentIDs := fs.StringArray("sent-id", nil, "Message-ID to record in the in-memory sent log first, repeatable")
-	useSentLog := fs.Bool("sent-log", false, "consult the configured sent log instead of an empty in-memory one (read-only use; the embedded store is locked while the milter runs)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	offline := fs.Bool("offline", false, "no DNS at all: no DNSBL, SPF or DKIM lookups")
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "backscatter-milter test: "+format+"\n", a...)
-		return testExitUsage
+	return &testFlags{fs: fs,
+		clientIP:   fs.String("client-ip", "", "SMTP client address (default: from the first Received header)"),
+		clientName: fs.String("client-name", "", "SMTP client's reverse DNS name, shown in the verdict"),
+		helo:       fs.String("helo", "", "HELO/EHLO name (default: from the first Received header)"),
+		mailFrom:   fs.String("mail-from", "", "envelope sender, <> for the null sender (default: Return-Path)"),
+		rcpts:      fs.StringArray("rcpt", nil, "envelope recipient, repeatable (default: To and Cc)"),
+		authUser:   fs.String("auth", "", "SASL login name: the message is then outbound"),
+		queueID:    fs.String("queue-id", "TEST", "MTA queue ID"),
+		sentIDs:    fs.StringArray("sent-id", nil, "Message-ID to record in the in-memory sent log first, repeatable"),
+		useSentLog: fs.Bool("sent-log", false, "consult the configured sent log instead of an empty in-memory one (read-only use; the embedded store is locked while the milter runs)"),
+		asJSON:     fs.Bool("json", false, "print the result as JSON"),
+		offline:    fs.Bool("offline", false, "no DNS at all: no DNSBL, SPF or DKIM lookups"),
 	}
-	if err := fs.Parse(args); err != nil {
+}
+
+// usageError is a mistake in the command line or its inputs: exit 64.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// runTest: test FILE.eml — the message through the milter in process,
+// offline or with the configured resolver, and what it did.
+func runTest(args []string, stdout, stderr io.Writer) int {
+	f := newTestFlags(stderr)
+	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
-		return usage("%v (see --help)", err)
+		fmt.Fprintf(stderr, "backscatter-milter test: %v (see --help)\n", err)
+		return testExitUsage
 	}
+	res, err := f.run(stderr)
+	if err == nil && *f.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(res)
+	} else if err == nil {
+		printTest(stdout, res)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
+		if errors.As(err, new(usageError)) {
+			return testExitUsage
+		}
+		return testExitSoftware
+	}
+	return res.Exit
+}
+
+// run reads the message, builds the engine and replays the transaction.
+func (f *testFlags) run(stderr io.Writer) (*testResult, error) {
+	fs := f.fs
 	if fs.NArg() != 1 {
-		return usage("want exactly one message file (or - for standard input); see --help")
+		return nil, usagef("want exactly one message file (or - for standard input); see --help")
 	}
-	if *useSentLog && len(*sentIDs) > 0 {
-		return usage("--sent-id records into a throw-away log: it cannot be combined with --sent-log")
+	if *f.useSentLog && len(*f.sentIDs) > 0 {
+		return nil, usagef("--sent-id records into a throw-away log: it cannot be combined with --sent-log")
 	}
 	raw, err := readMessage(fs.Arg(0))
 	if err != nil {
-		return usage("%v", err)
+		return nil, usageError{err.Error()}
 	}
 	msg, err := readMTAMessage(raw)
 	if err != nil {
-		return usage("%s: %v", fs.Arg(0), err)
+		return nil, usagef("%s: %v", fs.Arg(0), err)
 	}
+	env, ip, err := f.envelope(msg)
+	if err != nil {
+		return nil, err
+	}
+	cfg, comp, err := config.FromFlags(fs)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	opts := buildOptions{offline: *f.offline, noHealth: true}
+	var mem *sent.MemoryStore
+	if !*f.useSentLog {
+		mem = sent.NewMemory(cfg.SentLog.TTL.D())
+		opts.store = mem
+	}
+	rt, err := build(cfg, comp, zap.NewNop(), opts)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.close(false)
+	for _, id := range *f.sentIDs {
+		n := bounce.NormalizeMessageID(id)
+		if n == "" {
+			return nil, usagef("--sent-id %q: empty Message-ID", id)
+		}
+		if err := mem.Record(context.Background(), n, time.Now()); err != nil {
+			return nil, usagef("--sent-id %q: %v", id, err)
+		}
+	}
+	sopts := milterOptions(cfg, comp, milter.RoleSMTPD, func() *policy.Engine { return rt.engine }, testLogger(stderr), nil)
+	res, err := replay(sopts, env, ip, *f.authUser, msg)
+	if err != nil {
+		return nil, err
+	}
+	res.File, res.Envelope, res.Offline = fs.Arg(0), env, *f.offline
+	return res, nil
+}
 
-	env := testEnvelope{QueueID: *queueID, Auth: *authUser != ""}
+// envelope is the SMTP envelope: the flags given, else what the message says.
+func (f *testFlags) envelope(msg *mtaMessage) (testEnvelope, netip.Addr, error) {
+	fs := f.fs
+	env := testEnvelope{QueueID: *f.queueID, Auth: *f.authUser != ""}
 	if fs.Changed("mail-from") {
-		env.MailFrom, env.MailArgs = splitArgs(*mailFrom)
+		env.MailFrom, env.MailArgs = splitArgs(*f.mailFrom)
 	} else if rp, ok := msg.first("Return-Path"); ok {
 		env.MailFrom = strings.TrimSpace(strings.Trim(strings.TrimSpace(rp), "<>"))
 		env.FromHeader = append(env.FromHeader, "mail_from")
-	} else if f, ok := msg.first("From"); ok {
-		if as := addresses(f); len(as) > 0 {
+	} else if from, ok := msg.first("From"); ok {
+		if as := addresses(from); len(as) > 0 {
 			env.MailFrom = as[0]
 		}
 		env.FromHeader = append(env.FromHeader, "mail_from (From: no Return-Path)")
@@ -186,24 +266,21 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 	if env.MailFrom == "<>" {
 		env.MailFrom = ""
 	}
-	if len(*rcpts) > 0 {
-		for _, r := range *rcpts {
-			a, p := splitArgs(r)
-			if a == "" {
-				return usage("--rcpt %q: empty address", r)
-			}
-			env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, p)
+	for _, r := range *f.rcpts {
+		a, p := splitArgs(r)
+		if a == "" {
+			return env, netip.Addr{}, usagef("--rcpt %q: empty address", r)
 		}
-	} else {
-		for _, h := range []string{"To", "Cc"} {
-			for _, v := range msg.values(h) {
-				for _, a := range addresses(v) {
-					env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, "")
-				}
+		env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, p)
+	}
+	if len(*f.rcpts) == 0 {
+		for _, v := range append(msg.values("To"), msg.values("Cc")...) {
+			for _, a := range addresses(v) {
+				env.Rcpts, env.RcptArgs = append(env.Rcpts, a), append(env.RcptArgs, "")
 			}
 		}
 		if len(env.Rcpts) == 0 {
-			return usage("no recipient: the message has no To or Cc address; give --rcpt")
+			return env, netip.Addr{}, usagef("no recipient: the message has no To or Cc address; give --rcpt")
 		}
 		env.FromHeader = append(env.FromHeader, "rcpts")
 	}
@@ -212,7 +289,7 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 	if rcvd, ok := msg.first("Received"); ok {
 		hop = bounce.ParseReceived(rcvd)
 	}
-	env.ClientIP, env.ClientName, env.Helo = *clientIP, *clientName, *helo
+	env.ClientIP, env.ClientName, env.Helo = *f.clientIP, *f.clientName, *f.helo
 	if !fs.Changed("client-ip") && hop.ClientIP.IsValid() {
 		env.ClientIP = hop.ClientIP.String()
 		env.FromHeader = append(env.FromHeader, "client_ip")
@@ -221,61 +298,16 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 		env.Helo = hop.From
 		env.FromHeader = append(env.FromHeader, "helo")
 	}
-	var ip netip.Addr
-	if env.ClientIP != "" {
-		if ip, err = netip.ParseAddr(strings.Trim(strings.TrimPrefix(strings.Trim(env.ClientIP, "[]"), "IPv6:"), "[]")); err != nil {
-			return usage("client IP %q is not an address", env.ClientIP)
-		}
-		ip = ip.Unmap()
-		env.ClientIP = ip.String()
+	if env.ClientIP == "" {
+		return env, netip.Addr{}, nil
 	}
-
-	cfg, comp, err := config.FromFlags(fs)
+	ip, err := netip.ParseAddr(strings.Trim(strings.TrimPrefix(strings.Trim(env.ClientIP, "[]"), "IPv6:"), "[]"))
 	if err != nil {
-		return usage("%v", err)
+		return env, netip.Addr{}, usagef("client IP %q is not an address", env.ClientIP)
 	}
-	opts := buildOptions{offline: *offline, noHealth: true}
-	var mem *sent.MemoryStore
-	if !*useSentLog {
-		mem = sent.NewMemory(cfg.SentLog.TTL.D())
-		opts.store = mem
-	}
-	rt, err := build(cfg, comp, zap.NewNop(), opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
-		return testExitSoftware
-	}
-	defer rt.close(false)
-	ctx := context.Background()
-	for _, id := range *sentIDs {
-		n := bounce.NormalizeMessageID(id)
-		if n == "" {
-			return usage("--sent-id %q: empty Message-ID", id)
-		}
-		if err := mem.Record(ctx, n, time.Now()); err != nil {
-			return usage("--sent-id %q: %v", id, err)
-		}
-	}
-
-	sopts := milterOptions(cfg, comp, milter.RoleSMTPD, func() *policy.Engine { return rt.engine }, testLogger(stderr), nil)
-	res, err := replay(sopts, env, ip, *authUser, msg)
-	if err != nil {
-		fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
-		return testExitSoftware
-	}
-	res.File, res.Envelope, res.Offline = fs.Arg(0), env, *offline
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			fmt.Fprintf(stderr, "backscatter-milter test: %v\n", err)
-			return testExitSoftware
-		}
-	} else {
-		printTest(stdout, res)
-	}
-	return res.Exit
+	ip = ip.Unmap()
+	env.ClientIP = ip.String()
+	return env, ip, nil
 }
 
 func verdictView(v *policy.Verdict) testVerdict {
