@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,8 +54,8 @@ sent_log: { backend: sqlite }
 log: { format: xml }
 `)
 	_, err := Load(p, nil)
-	ps, ok := AsProblems(err)
-	if !ok {
+	var ps Problems
+	if !errors.As(err, &ps) {
 		t.Fatalf("error %v is not a problem list", err)
 	}
 	want := []string{"listen", "mode", "treshold", "local_domains[1]", "trusted_networks[0]", "dnsbl.timeout",
@@ -86,7 +87,8 @@ local_domains: [example.org]
 batv: { enabled: true, keys: [{ id: 0, file: `+open+` }, { id: 1, file: /nonexistent/batv.key }] }
 `)
 	_, err := Load(p, nil)
-	ps, _ := AsProblems(err)
+	var ps Problems
+	errors.As(err, &ps)
 	var keys []string
 	for _, p := range ps {
 		keys = append(keys, p.Key+": "+p.Msg)
