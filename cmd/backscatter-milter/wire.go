@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +105,7 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 			cancel()
 			return nil, err
 		}
-		eng.Tagger = tagger{s: s, domains: comp.BATVDoms, graceUntil: comp.GraceUntil, counts: o.counts}
+		eng.Tagger = tagger{s: s, scope: comp.BATVScope, counts: o.counts}
 	}
 
 	switch {
@@ -196,15 +195,12 @@ func joinAddrs(as []netip.Addr) string {
 
 // tagger presents a batv.Signer to the policy.
 type tagger struct {
-	s          *batv.Signer
-	domains    []string
-	graceUntil time.Time
-	counts     *policyCounts
+	s      *batv.Signer
+	scope  batv.Scope
+	counts *policyCounts
 }
 
-func (t tagger) Enabled(domain string) bool {
-	return len(t.domains) == 0 || slices.Contains(t.domains, strings.ToLower(domain))
-}
+func (t tagger) Enabled(domain string) bool { return t.scope.Applies(domain) }
 func (t tagger) Sign(addr string) (string, error) {
 	signed, err := t.s.Sign(addr)
 	t.counts.batvSigned(err)
@@ -222,7 +218,7 @@ func (t tagger) Verify(addr string) policy.TagStatus {
 	return policy.TagBad
 }
 func (t tagger) Strip(addr string) string { return t.s.Strip(addr) }
-func (t tagger) Grace(now time.Time) bool { return !t.graceUntil.IsZero() && now.Before(t.graceUntil) }
+func (t tagger) Grace(now time.Time) bool { return t.scope.InGrace(now) }
 
 // returnPath presents an auth.Checker to the policy.
 type returnPath struct {
@@ -240,19 +236,9 @@ func (r returnPath) SPF(ctx context.Context, ip netip.Addr, helo, mailFrom strin
 }
 
 func (r returnPath) Result(ctx context.Context, spf string, raw []byte, mailFrom string) (policy.AuthResult, string) {
-	var sigs []auth.DKIMSig
-	if raw != nil && spf != auth.SPFPass {
-		sigs = r.c.DKIM(ctx, raw, mailFrom)
-	}
-	res := auth.Combine(spf, sigs)
-	why := "spf=" + spf
+	res, why, sigs := r.c.Judge(ctx, spf, raw, mailFrom)
 	for _, s := range sigs {
 		r.counts.dkimResult(s.Valid, s.Aligned)
-		state := "fail"
-		if s.Valid {
-			state = "pass"
-		}
-		why += fmt.Sprintf(" dkim=%s(d=%s aligned=%v)", state, s.Domain, s.Aligned)
 	}
 	switch res {
 	case auth.Authenticated:

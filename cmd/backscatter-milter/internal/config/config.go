@@ -329,6 +329,13 @@ func (ps Problems) Error() string {
 	return b.String()
 }
 
+// AsProblems extracts the problem list from an error returned by Load.
+func AsProblems(err error) (Problems, bool) {
+	var ps Problems
+	ok := errors.As(err, &ps)
+	return ps, ok
+}
+
 func decodeProblems(err error) Problems {
 	var out Problems
 	var walk func(error)

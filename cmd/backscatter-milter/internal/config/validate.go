@@ -28,8 +28,7 @@ type Compiled struct {
 	OnError    policy.Action
 	BATVKeys   []batv.Key // secrets: never print
 	BATVSyntax batv.Syntax
-	GraceUntil time.Time // zero: no grace window
-	BATVDoms   []string  // domains BATV applies to; empty: all local domains
+	BATVScope  batv.Scope
 	// SelfWatch is self_watch compiled: nil while no egress is configured.
 	SelfWatch *SelfWatchPlan
 	// Redis is the sent log's Redis deployment (backend redis), with its
@@ -228,7 +227,7 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		if err != nil {
 			bad("batv.grace_until", "%q: want a date YYYY-MM-DD", b.GraceUntil)
 		}
-		out.GraceUntil = t
+		out.BATVScope.GraceUntil = t
 	}
 	s.GraceWeight = b.GraceWeight
 	for i, d := range b.Domains {
@@ -237,7 +236,7 @@ func (c *Config) Compile() (*Compiled, Problems) {
 		} else if !slices.Contains(s.LocalDomains, strings.ToLower(d)) {
 			bad(fmt.Sprintf("batv.domains[%d]", i), "%q is not in local_domains", d)
 		}
-		out.BATVDoms = append(out.BATVDoms, strings.ToLower(d))
+		out.BATVScope.Domains = append(out.BATVScope.Domains, strings.ToLower(d))
 	}
 	if b.Enabled {
 		if len(b.Keys) == 0 {
