@@ -79,12 +79,9 @@ func runDNSBL(args []string, stdout, stderr io.Writer) int {
 		if z.Err != nil {
 			status += " (" + z.Err.Error() + ")"
 		}
-		ans := joinAddrs(z.Answers)
-		if ans == "" {
-			ans = "-"
-		}
-		if z.TXT != "" {
-			ans += " " + z.TXT
+		ans := z.Detail()
+		if len(z.Answers) == 0 {
+			ans = "-" + ans
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%+d\n", z.Zone.Name, ans, status, z.Zone.Senders, applies, w)
 	}

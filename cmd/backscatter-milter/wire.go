@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -169,28 +168,14 @@ func listings(res dnsbl.Result) ([]policy.Listing, []string) {
 	var ls []policy.Listing
 	var notes []string
 	for _, z := range res.Zones {
-		switch z.Status {
-		case dnsbl.StatusListed:
-			detail := joinAddrs(z.Answers)
-			if z.TXT != "" {
-				detail += " " + z.TXT
-			}
-			ls = append(ls, policy.Listing{Zone: z.Zone.Name, Weight: z.Weight, Detail: detail})
-		case dnsbl.StatusError:
-			notes = append(notes, fmt.Sprintf("dnsbl %s: %s (no evidence)", z.Zone.Name, z.ErrKind))
-		case dnsbl.StatusSkippedHealth:
-			notes = append(notes, fmt.Sprintf("dnsbl %s: skipped, unhealthy", z.Zone.Name))
+		if z.Listed {
+			ls = append(ls, policy.Listing{Zone: z.Zone.Name, Weight: z.Weight, Detail: z.Detail()})
+		}
+		if n := z.Note(); n != "" {
+			notes = append(notes, n)
 		}
 	}
 	return ls, notes
-}
-
-func joinAddrs(as []netip.Addr) string {
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ",")
 }
 
 // tagger presents a batv.Signer to the policy.
