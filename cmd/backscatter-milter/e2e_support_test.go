@@ -269,6 +269,17 @@ func writeKey(t *testing.T) (string, *batv.Signer) {
 	return p, &batv.Signer{Keys: []batv.Key{{ID: 0, Secret: secret}}}
 }
 
+// tempfailed reports whether the MTA answered some command of the
+// transaction with 451 and the enhanced code (the milter-down answer).
+func tempfailed(mr mtatest.MessageResult, enhanced string) bool {
+	for _, c := range append([]mtatest.Reply{mr.Mail, mr.Data, mr.Final}, mr.Rcpts...) {
+		if c.Code == 451 && strings.Contains(c.Text, enhanced) {
+			return true
+		}
+	}
+	return false
+}
+
 // dsnFor is a bounce to to of an original with msgID that passed relay.
 func dsnFor(to, msgID, relayName, relayIP string) []byte {
 	return mtatest.DSN(to, "dsn-"+msgID, msgID, relayName, relayIP)
