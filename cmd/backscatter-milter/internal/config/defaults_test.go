@@ -43,7 +43,6 @@ func TestDefaultsYAMLIsThePackagesDefaults(t *testing.T) {
 		{"batv.delimiter", c.BATV.Delimiter, batv.DefaultDelimiter},
 		{"batv.syntax", comp.BATVSyntax, batv.SyntaxSubaddress},
 		{"sent_log.ttl", c.SentLog.TTL.D(), sent.DefaultTTL},
-		{"sent_log.redis.addr", c.SentLog.Redis.Addr, sent.DefaultRedisAddr},
 		{"sent_log.redis.prefix", c.SentLog.Redis.Prefix, sent.DefaultRedisPrefix},
 	} {
 		if d.yaml != d.pkg {
