@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/quarantine"
+	"github.com/backscatter-milter/backscatter-milter/internal/problem"
 )
 
 //go:embed defaults.yaml
@@ -307,27 +308,12 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	return &c, nil
 }
 
-// Problem is one bad key.
-type Problem struct {
-	Key string
-	Msg string
-}
-
-// Problems is every bad key; it is the error Load returns.
-type Problems []Problem
-
-func (ps Problems) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d configuration error", len(ps))
-	if len(ps) != 1 {
-		b.WriteString("s")
-	}
-	b.WriteString(":")
-	for _, p := range ps {
-		fmt.Fprintf(&b, "\n  %s: %s", p.Key, p.Msg)
-	}
-	return b.String()
-}
+// Problem is one bad key; Problems, every bad key, is the error Load
+// returns. Each package reports its own section's problems the same way.
+type (
+	Problem  = problem.Problem
+	Problems = problem.List
+)
 
 // AsProblems extracts the problem list from an error returned by Load.
 func AsProblems(err error) (Problems, bool) {

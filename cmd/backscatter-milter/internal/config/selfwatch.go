@@ -7,6 +7,7 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/selfwatch"
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
+	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
 // SelfWatchPlan is the compiled self_watch section.
@@ -24,7 +25,7 @@ func compileSelfWatch(c *SelfWatch, bad func(key, format string, a ...any)) *Sel
 	}
 	var prefixes []netip.Prefix
 	for i, e := range c.Egress {
-		p, err := parsePrefix(e)
+		p, err := policy.ParseNetwork(e)
 		if err != nil {
 			bad(fmt.Sprintf("self_watch.egress[%d]", i), "%v", err)
 			continue

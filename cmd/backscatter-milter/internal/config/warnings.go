@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/milter"
@@ -99,6 +98,3 @@ func (c *Config) keyAgeWarnings(now time.Time) Problems {
 	}
 	return ws
 }
-
-// String renders one warning the way config check prints it.
-func (p Problem) String() string { return p.Key + ": " + strings.TrimSpace(p.Msg) }
