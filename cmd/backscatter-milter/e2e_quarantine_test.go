@@ -12,6 +12,7 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/quarantine"
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/report"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -267,12 +268,8 @@ func TestQuarantineSendmail(t *testing.T) {
 	}
 	cfg := quarantineConfig(t, m, "{ mta: sendmail, sendmail_command: ["+sendmailWrapper(t, sm)+"], sendmail_queue: "+sm.QueueDir()+" }")
 
-	deadline := time.Now().Add(20 * time.Second)
-	l := listHeld(t, cfg)
-	for len(l.Messages) < 2 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		l = listHeld(t, cfg)
-	}
+	var l qList
+	await.True(20*time.Second, func() bool { l = listHeld(t, cfg); return len(l.Messages) >= 2 })
 	if l.MTA != "sendmail" {
 		t.Errorf("list header %+v", l)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
@@ -83,26 +84,22 @@ func TestSelfWatchMetrics(t *testing.T) {
 		`backscatter_milter_egress_listed{ip="192.0.2.11",zone="bs.test"} 0`,
 		`backscatter_milter_egress_check_ok{ip="192.0.2.10",zone="bs.test"} 1`,
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	missing := ""
+	if !await.True(20*time.Second, func() bool {
 		resp, err := http.Get("http://" + m.d.metrics.addr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		missing := ""
+		missing = ""
 		for _, w := range want {
 			if !strings.Contains(string(b), w) {
 				missing = w
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics lack %q", missing)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return missing == ""
+	}) {
+		t.Fatalf("metrics lack %q", missing)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -119,15 +120,10 @@ func startSentinels(t *testing.T) *sentinelSet {
 // far above what a healthy run needs: it catches a hang, not slowness.
 func eventually(t testing.TB, within time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !await.True(within, func() bool { err = f(); return err == nil }) {
+		t.Fatalf("%s: not within %s: %v", what, within, err)
 	}
-	t.Fatalf("%s: not within %s: %v", what, within, err)
 }
 
 // replicated waits until every replica of the master at addr has acknowledged

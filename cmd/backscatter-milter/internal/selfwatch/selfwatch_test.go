@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/policy"
@@ -104,19 +105,12 @@ func TestWatcherKeepsStateOnError(t *testing.T) {
 	srv.SetFault("*", dnstest.Fault{Rcode: dns.RcodeServerFailure})
 	// The checker's cache holds the answer for up to MaxTTL (1 s here):
 	// wait until a lookup really fails.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := w.Check(context.Background())
-		if s[0].Err != nil {
-			if !s[0].Listed || !s[0].Known {
-				t.Fatalf("state after a failed lookup: %+v", s[0])
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("lookups never failed")
-		}
-		time.Sleep(100 * time.Millisecond)
+	var s []State
+	if !await.True(10*time.Second, func() bool { s = w.Check(context.Background()); return s[0].Err != nil }) {
+		t.Fatal("lookups never failed")
+	}
+	if !s[0].Listed || !s[0].Known {
+		t.Fatalf("state after a failed lookup: %+v", s[0])
 	}
 }
 
