@@ -57,6 +57,13 @@ func (nopObserver) SessionStart()                                {}
 func (nopObserver) SessionEnd()                                  {}
 func (nopObserver) Error(string)                                 {}
 
+// Defaults of Options: the header block kept per message, and the time one
+// milter event may take.
+const (
+	DefaultMaxHeaderBytes = 1 << 20
+	DefaultTimeout        = 10 * time.Second
+)
+
 // Options configure a Server.
 type Options struct {
 	Role Role
@@ -154,10 +161,10 @@ func NewServer(opts Options) *Server {
 		opts.Observer = nopObserver{}
 	}
 	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = 1 << 20
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.Role == RoleInternalBounce {
 		opts.OnError = policy.Accept // a tempfail there loses Postfix's bounce log

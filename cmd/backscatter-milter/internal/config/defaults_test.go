@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/backscatter-milter/backscatter-milter/dnsbl"
+	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 	"github.com/backscatter-milter/backscatter-milter/policy/sent"
@@ -43,6 +44,8 @@ func TestDefaultsYAMLIsThePackagesDefaults(t *testing.T) {
 		{"batv.delimiter", c.BATV.Delimiter, batv.DefaultDelimiter},
 		{"batv.syntax", comp.BATVSyntax, batv.SyntaxSubaddress},
 		{"sent_log.ttl", c.SentLog.TTL.D(), sent.DefaultTTL},
+		{"limits.header_bytes", c.Limits.HeaderBytes, milter.DefaultMaxHeaderBytes},
+		{"limits.timeout", c.Limits.Timeout.D(), milter.DefaultTimeout},
 		{"sent_log.redis.prefix", c.SentLog.Redis.Prefix, sent.DefaultRedisPrefix},
 	} {
 		if d.yaml != d.pkg {
