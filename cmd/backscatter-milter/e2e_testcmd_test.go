@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
@@ -60,7 +61,7 @@ func TestOfflineTestMatchesPostfix(t *testing.T) {
 			for _, e := range online.Evidence {
 				names = append(names, e.Name)
 			}
-			if got := evidenceNames(offline.Verdict); len(got) != len(names) {
+			if got := evidenceNames(offline.Verdict); !slices.Equal(got, names) {
 				t.Errorf("offline evidence %v, through Postfix %v", got, names)
 			}
 		})
