@@ -51,7 +51,7 @@ func commands() []command {
 		{"report", "report [FILES|-] [--since T] [--until T] [--format text|json|html]: review verdict logs (default: log.file and its rotations)", runReport},
 		{"selfcheck", "selfcheck [--log FILE] [--since 24h] [--json]: are our outbound IPs listed; NDRs our MTA generated", runSelfcheck},
 		{"quarantine", "quarantine list|show ID|release ID...|delete ID...: held mail with its verdicts", runQuarantine},
-		{"test", "test FILE.eml [--mail-from A] [--rcpt A]... [--offline]: run a message through the policy", runTest},
+		{"test", "test FILE.eml [--mail-from A] [--rcpt A]... [--offline]: run a message through the milter, in process", runTest},
 		{"version", "print the version", runVersion},
 	}
 }
