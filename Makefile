@@ -14,7 +14,10 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
-#   make check   gofmt, go vet, staticcheck, gocyclo, cross-builds (CROSS_GOOS)
+GOCYCLO_VERSION ?= v0.6.0
+# Systems the milter must build on besides Linux (TCP_QUICKACK is Linux-only:
+# milter/quickack_*.go); `make check` builds and vets for each.
+CROSS_GOOS ?= freebsd openbsd darwin
 # `make run` keeps its state (the sent log) in the work tree, so it runs
 # without root; everything else comes from the embedded defaults.
 RUN_STATE ?= $(CURDIR)/.run
