@@ -42,7 +42,7 @@ func testEngine() *policy.Engine {
 	s.LocalDomains = []string{"example.org"}
 	s.RelayHosts = []string{"mx1.example.org"}
 	return &policy.Engine{
-		S: s,
+		Settings: s,
 		Lists: policytest.Lists{Listed: map[netip.Addr][]policy.Listing{
 			netip.MustParseAddr(tagIP):        {{Zone: "any.bl.test", Weight: 4, Detail: "127.0.0.2"}},
 			netip.MustParseAddr(quarantineIP): {{Zone: "any.bl.test", Weight: 7, Detail: "127.0.0.2"}},

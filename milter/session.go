@@ -254,7 +254,7 @@ func (s *session) BodyChunk(chunk []byte, m gomilter.Modifier) (resp *gomilter.R
 	if !s.wantBody {
 		return s.skip(m), nil
 	}
-	room := s.eng.S.BodyMax - len(s.tx.Body)
+	room := s.eng.Settings.BodyMax - len(s.tx.Body)
 	if len(chunk) > room {
 		s.tx.Body = append(s.tx.Body, chunk[:max(room, 0)]...)
 		s.tx.BodyCut = true

@@ -288,7 +288,7 @@ func internalBounce(h *harness) result {
 func TestInternalBounceRole(t *testing.T) {
 	forgedEngine := func(action policy.Action) *policy.Engine {
 		e := testEngine()
-		e.S.InternalBounceAction = action
+		e.Settings.InternalBounceAction = action
 		e.AuthMemory.Remember("4ORIG", policy.Forged, time.Now())
 		return e
 	}
@@ -341,7 +341,7 @@ func TestInternalBounceRole(t *testing.T) {
 
 	t.Run("on_error is forced to accept", func(t *testing.T) {
 		e := forgedEngine(policy.Discard)
-		e.S.TrustedNetworks = nil // so that 127.0.0.1 is scored and the DNSBL asked
+		e.Settings.TrustedNetworks = nil // so that 127.0.0.1 is scored and the DNSBL asked
 		e.Lists = policytest.Lists{PanicStart: true}
 		h := start(t, e, func(o *milter.Options) {
 			o.Role = milter.RoleInternalBounce
@@ -654,7 +654,7 @@ func TestLimits(t *testing.T) {
 
 	t.Run("body over BodyMax", func(t *testing.T) {
 		e := testEngine()
-		e.S.BodyMax = 1000
+		e.Settings.BodyMax = 1000
 		h := start(t, e, nil)
 		body := append(dsnBody("sent-1@example.org", "mx1.example.org"), bytes.Repeat([]byte("padding line\r\n"), 400)...)
 		r := h.deliver(cleanIP, message{from: "", rcpts: []rcpt{{batvOKRcpt, ""}}, headers: dsnHeaders(), body: body})

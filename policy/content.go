@@ -29,8 +29,8 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 		return bounce.KindNone, nil
 	}
 	lim := bounce.DefaultLimits()
-	if e.S.BodyMax > 0 {
-		lim.MaxBytes = e.S.BodyMax + 256<<10 // headers on top of the kept body
+	if e.Settings.BodyMax > 0 {
+		lim.MaxBytes = e.Settings.BodyMax + 256<<10 // headers on top of the kept body
 	}
 	rep, err := bounce.Parse(t.Raw(), lim)
 	if err != nil {
@@ -45,7 +45,7 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 	case bounce.KindFailure, bounce.KindDelay:
 		ev := e.bounceEvidence(ctx, rep, v)
 		if t.NullSender() && len(t.Recipients) > 1 {
-			ev = append(ev, Evidence{Name: EvBounceMultiRcpt, Weight: e.S.weight(EvBounceMultiRcpt), Detail: "a bounce has one recipient"})
+			ev = append(ev, Evidence{Name: EvBounceMultiRcpt, Weight: e.Settings.weight(EvBounceMultiRcpt), Detail: "a bounce has one recipient"})
 		}
 		return rep.Kind, ev
 	case bounce.KindDelivered:
@@ -67,7 +67,7 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 			v.Notes = append(v.Notes, "sent log: "+err.Error())
 			storeFailed = true
 		} else if seen {
-			return Evidences{{Name: EvBounceOurs, Weight: e.S.weight(EvBounceOurs), Detail: "message-id <" + id + "> is in the sent log"}}
+			return Evidences{{Name: EvBounceOurs, Weight: e.Settings.weight(EvBounceOurs), Detail: "message-id <" + id + "> is in the sent log"}}
 		}
 	}
 	if ev, ok := e.relayEvidence(rep); ok {
@@ -93,14 +93,14 @@ func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verd
 	if rep.OriginalMessageID != "" {
 		detail = "message-id <" + rep.OriginalMessageID + "> unknown, " + detail
 	}
-	return Evidences{{Name: EvBounceNotOurs, Weight: e.S.weight(EvBounceNotOurs), Detail: detail}}
+	return Evidences{{Name: EvBounceNotOurs, Weight: e.Settings.weight(EvBounceNotOurs), Detail: detail}}
 }
 
 // relayEvidence looks for one of our relays among the returned original's
 // hops: by the client address of a from clause, the IP literal of a by
 // clause, or a host name.
 func (e *Engine) relayEvidence(rep *bounce.Report) (Evidence, bool) {
-	w := e.S.weight(EvBounceOursRelay)
+	w := e.Settings.weight(EvBounceOursRelay)
 	for _, h := range rep.Received {
 		if m, ok := e.RelayMatch(h.By, h.ClientIP); ok {
 			return Evidence{Name: EvBounceOursRelay, Weight: w, Detail: "original passed our relay " + m}, true
@@ -140,7 +140,7 @@ func (e *Engine) answerEvidence(ctx context.Context, t *Transaction, rep *bounce
 			return nil // fail open: no evidence either way
 		}
 		if seen {
-			return Evidences{{Name: ours, Weight: e.S.weight(ours), Detail: "answers <" + id + ">"}}
+			return Evidences{{Name: ours, Weight: e.Settings.weight(ours), Detail: "answers <" + id + ">"}}
 		}
 	}
 	if ev, ok := e.relayEvidence(rep); ok {
@@ -150,7 +150,7 @@ func (e *Engine) answerEvidence(ctx context.Context, t *Transaction, rep *bounce
 	if len(refs) > 0 {
 		detail = fmt.Sprintf("%d referenced message-ids, none in the sent log", len(refs))
 	}
-	return Evidences{{Name: notOurs, Weight: e.S.weight(notOurs), Detail: detail}}
+	return Evidences{{Name: notOurs, Weight: e.Settings.weight(notOurs), Detail: detail}}
 }
 
 func (e *Engine) seen(ctx context.Context, id string) (bool, error) {

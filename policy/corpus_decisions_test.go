@@ -173,7 +173,7 @@ func TestCorpusDecisions(t *testing.T) {
 				s.RelayHosts = append(s.RelayHosts, strings.ToLower(relay.By))
 			}
 		}
-		e := &policy.Engine{S: s, Sent: sent}
+		e := &policy.Engine{Settings: s, Sent: sent}
 		if tagger != nil {
 			e.Tagger = tagger
 		}
@@ -189,8 +189,8 @@ func TestCorpusDecisions(t *testing.T) {
 		if !e.WantBody(tx) {
 			tx.Body = nil
 		}
-		if len(tx.Body) > e.S.BodyMax {
-			tx.Body, tx.BodyCut = tx.Body[:e.S.BodyMax], true
+		if len(tx.Body) > e.Settings.BodyMax {
+			tx.Body, tx.BodyCut = tx.Body[:e.Settings.BodyMax], true
 		}
 		return e.End(context.Background(), tx)
 	}

@@ -28,24 +28,24 @@ func (e *Engine) score(v *Verdict, ev Evidences) {
 	case StageInternal:
 		v.Would = Accept
 		if ev.Has(EvNDRForged) {
-			v.Would = e.S.InternalBounceAction
+			v.Would = e.Settings.InternalBounceAction
 		}
 	case StageCallout:
 		v.Would = Accept // nothing is left to act on
 	case StageRcpt:
 		// Tag and quarantine act on a message, not on a recipient.
-		if v.Would = e.S.Thresholds.Action(v.Score); v.Would != Reject {
+		if v.Would = e.Settings.Thresholds.Action(v.Score); v.Would != Reject {
 			v.Would = Accept
 		}
 	default:
-		v.Would = e.S.Thresholds.Action(v.Score)
+		v.Would = e.Settings.Thresholds.Action(v.Score)
 	}
 }
 
 // act sets v.Action from v.Would: the role limits and the observe clamp.
 func (e *Engine) act(v *Verdict) {
-	v.Mode = e.S.Mode
-	v.Action = Clamp(v.Stage, e.S.Mode, v.Would)
+	v.Mode = e.Settings.Mode
+	v.Action = Clamp(v.Stage, e.Settings.Mode, v.Would)
 }
 
 // Clamp returns the action taken at stage in mode for a verdict that would
@@ -84,7 +84,7 @@ func Clamp(stage Stage, mode Mode, would Action) Action {
 // enforceNDR is the observe clamp for NDR rewrites: observe mode says what
 // would be done and changes nothing. It reports whether to go on.
 func (e *Engine) enforceNDR(v *Verdict) bool {
-	if e.S.Mode != Observe {
+	if e.Settings.Mode != Observe {
 		return true
 	}
 	v.NDR = v.NDR.Would()
@@ -159,7 +159,7 @@ func (e *Engine) judgeRecipients(t *Transaction, v *Verdict, content Evidences, 
 			ev = append(ev, e.tagEvidence(TagMissing))
 		}
 		ev = append(ev, content...)
-		js = append(js, judged{addr: r.Addr, ev: ev, action: e.S.Thresholds.Action(ev.Score())})
+		js = append(js, judged{addr: r.Addr, ev: ev, action: e.Settings.Thresholds.Action(ev.Score())})
 	}
 	best, worst := 0, 0
 	for i, j := range js {

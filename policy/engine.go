@@ -13,11 +13,11 @@ import (
 // Engine decides. One Engine serves every session; it is replaced whole on a
 // config reload, so a transaction keeps the engine it started with.
 type Engine struct {
-	S      Settings
-	Lists  Lists      // nil: no DNSBL
-	Tagger Tagger     // nil: no BATV
-	Sent   SentLog    // nil: no sent log
-	Auth   ReturnPath // nil: no NDR suppression
+	Settings Settings
+	Lists    Lists      // nil: no DNSBL
+	Tagger   Tagger     // nil: no BATV
+	Sent     SentLog    // nil: no sent log
+	Auth     ReturnPath // nil: no NDR suppression
 	// AuthMemory keeps inbound return-path verdicts by queue ID for the
 	// internal-bounce role; nil: that role falls back to SPF alone.
 	AuthMemory *AuthMemory
@@ -108,19 +108,19 @@ func (e *Engine) Begin(ctx context.Context, sessionID string, conn Connection, s
 		Auth:       auth,
 		Started:    e.now(),
 	}
-	if _, trusted := inNets(conn.ClientIP, e.S.TrustedNetworks); auth != "" || trusted {
+	if _, trusted := inNets(conn.ClientIP, e.Settings.TrustedNetworks); auth != "" || trusted {
 		t.Direction = Outbound
 		return t
 	}
-	if n, ok := inNets(conn.ClientIP, e.S.Allow.ClientNets); ok {
+	if n, ok := inNets(conn.ClientIP, e.Settings.Allow.ClientNets); ok {
 		t.Allowed = "client " + n.String()
-	} else if m, ok := matchAddr(sender, e.S.Allow.Senders); ok && sender != "" {
+	} else if m, ok := matchAddr(sender, e.Settings.Allow.Senders); ok && sender != "" {
 		t.Allowed = "sender " + m
 	}
 	if t.Allowed == "" && e.Lists != nil && conn.ClientIP.IsValid() {
 		t.lists = e.Lists.Start(ctx, conn.ClientIP.Unmap(), t.BounceClass())
 	}
-	if (e.S.NDR.Enabled || e.S.NDR.StripSuccessDSN) && e.Auth != nil && sender != "" {
+	if (e.Settings.NDR.Enabled || e.Settings.NDR.StripSuccessDSN) && e.Auth != nil && sender != "" {
 		ch := make(chan spfAnswer, 1)
 		t.spf = ch
 		go func() {
@@ -156,9 +156,9 @@ func (e *Engine) Rcpt(ctx context.Context, t *Transaction, rcpt, args string) *V
 // known (a read receipt, an auto-reply or a callout carries none). Accepted
 // recipients are added to t.
 func (e *Engine) RcptTo(ctx context.Context, t *Transaction, r Recipient) *Verdict {
-	v := &Verdict{Stage: StageRcpt, Mode: e.S.Mode, Recipient: r.Addr}
+	v := &Verdict{Stage: StageRcpt, Mode: e.Settings.Mode, Recipient: r.Addr}
 	r.Evidence, r.Tag = nil, ""
-	_, r.Allowed = matchAddr(r.Addr, e.S.Allow.Recipients)
+	_, r.Allowed = matchAddr(r.Addr, e.Settings.Allow.Recipients)
 	if t.Direction == Outbound || t.Allowed != "" || r.Allowed {
 		t.Recipients = append(t.Recipients, r)
 		return v
@@ -178,8 +178,8 @@ func (e *Engine) RcptTo(ctx context.Context, t *Transaction, r Recipient) *Verdi
 		if r.Tag != "" && r.Tag != TagMissing {
 			base = e.Tagger.Strip(r.Addr) // a tag does not hide the address
 		}
-		if m, ok := matchAddr(base, e.S.NoBounces); ok {
-			r.Evidence = append(r.Evidence, Evidence{Name: EvNoBounces, Weight: e.S.weight(EvNoBounces), Detail: "no_bounces: " + m})
+		if m, ok := matchAddr(base, e.Settings.NoBounces); ok {
+			r.Evidence = append(r.Evidence, Evidence{Name: EvNoBounces, Weight: e.Settings.weight(EvNoBounces), Detail: "no_bounces: " + m})
 		}
 		if r.Tag != "" && r.Tag != TagMissing {
 			r.Evidence = append(r.Evidence, e.tagEvidence(r.Tag))
@@ -205,13 +205,13 @@ func (e *Engine) batvScope(t *Transaction, r *Recipient) bool {
 		return false
 	}
 	dom := Domain(r.Addr)
-	if e.S.isLocal(dom) {
+	if e.Settings.isLocal(dom) {
 		return e.Tagger.Enabled(dom)
 	}
 	if !deliveredHere(t, r) {
 		return false
 	}
-	for _, d := range e.S.LocalDomains {
+	for _, d := range e.Settings.LocalDomains {
 		if e.Tagger.Enabled(d) {
 			return true
 		}
@@ -236,10 +236,10 @@ var tagEvidenceNames = map[TagStatus]string{TagOK: EvBATVOK, TagMissing: EvBATVM
 // grace_weight during the grace window.
 func (e *Engine) tagEvidence(st TagStatus) Evidence {
 	name := tagEvidenceNames[st]
-	w := e.S.weight(name)
+	w := e.Settings.weight(name)
 	detail := ""
 	if st == TagMissing && e.Tagger.Grace(e.now()) {
-		w = e.S.GraceWeight
+		w = e.Settings.GraceWeight
 		detail = "grace window: unsigned bounces are only scored"
 	}
 	return Evidence{Name: name, Weight: w, Detail: detail}
@@ -280,13 +280,13 @@ func rejectText(rcpt string, ev Evidences) string {
 // decisions: bounce-class and report mail (to parse it), and mail whose DKIM
 // signature could authenticate the sender (to verify it).
 func (e *Engine) WantBody(t *Transaction) bool {
-	if t.Direction == Outbound || t.Allowed != "" && !e.S.NDR.Enabled {
+	if t.Direction == Outbound || t.Allowed != "" && !e.Settings.NDR.Enabled {
 		return false
 	}
 	if t.Allowed == "" && (t.BounceClass() || isReport(t)) {
 		return true
 	}
-	if e.S.NDR.Enabled && e.Auth != nil && !t.NullSender() {
+	if e.Settings.NDR.Enabled && e.Auth != nil && !t.NullSender() {
 		return e.Auth.HasAlignedSignature(t.HeaderValues("DKIM-Signature"), t.Sender)
 	}
 	return false
@@ -296,13 +296,13 @@ func (e *Engine) WantBody(t *Transaction) bool {
 // the evidence of its content, each recipient's verdict, the final action,
 // and the recipient rewrites (NDR suppression, verified tags removed).
 func (e *Engine) End(ctx context.Context, t *Transaction) *Verdict {
-	v := &Verdict{Stage: StageEOM, Mode: e.S.Mode}
+	v := &Verdict{Stage: StageEOM, Mode: e.Settings.Mode}
 	if t.Direction == Outbound {
 		e.outbound(ctx, t, v)
 		return v
 	}
 	if t.BodyCut {
-		v.Notes = append(v.Notes, fmt.Sprintf("body over %d bytes: judged on the first %d", e.S.BodyMax, len(t.Body)))
+		v.Notes = append(v.Notes, fmt.Sprintf("body over %d bytes: judged on the first %d", e.Settings.BodyMax, len(t.Body)))
 	}
 	if t.Allowed == "" {
 		e.waitLists(ctx, t)
@@ -355,8 +355,8 @@ func (e *Engine) stripTags(t *Transaction, v *Verdict) {
 }
 
 func (e *Engine) headerName() string {
-	if e.S.HeaderName != "" {
-		return e.S.HeaderName
+	if e.Settings.HeaderName != "" {
+		return e.Settings.HeaderName
 	}
 	return "X-Backscatter"
 }
@@ -376,7 +376,7 @@ func (e *Engine) headerValue(t *Transaction, v *Verdict) string {
 // outbound signs the envelope sender and records the Message-ID.
 func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	dom := Domain(t.Sender)
-	if t.Sender != "" && e.Tagger != nil && e.S.isLocal(dom) && e.Tagger.Enabled(dom) {
+	if t.Sender != "" && e.Tagger != nil && e.Settings.isLocal(dom) && e.Tagger.Enabled(dom) {
 		e.sign(t, v)
 	}
 	id := bounce.NormalizeMessageID(t.Header("Message-Id"))
@@ -400,7 +400,7 @@ func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 // envelope sender would see a new sender every day.
 func (e *Engine) sign(t *Transaction, v *Verdict) {
 	for _, r := range t.Recipients {
-		if m, ok := matchAddr(r.Addr, e.S.SignExempt); ok {
+		if m, ok := matchAddr(r.Addr, e.Settings.SignExempt); ok {
 			v.Notes = append(v.Notes, "sender not signed: <"+r.Addr+"> is in batv.sign_exempt ("+m+")")
 			return
 		}
@@ -419,7 +419,7 @@ func (e *Engine) sign(t *Transaction, v *Verdict) {
 // RCPT without DATA: a sender-verification probe. Nothing is left to act
 // on; it is logged so a postmaster sees who probes our addresses.
 func (e *Engine) Callout(t *Transaction) *Verdict {
-	ev := Evidences{{Name: EvCallout, Weight: e.S.weight(EvCallout), Detail: "null-sender transaction ended without DATA"}}
+	ev := Evidences{{Name: EvCallout, Weight: e.Settings.weight(EvCallout), Detail: "null-sender transaction ended without DATA"}}
 	ev = append(ev, t.global...)
 	v := &Verdict{Stage: StageCallout, Notes: t.notes}
 	e.score(v, ev)
@@ -432,14 +432,14 @@ func (e *Engine) Callout(t *Transaction) *Verdict {
 // the by clause, which the caller passes as ip) or by host name; a
 // RelayHosts entry starting with "." matches every host below that domain.
 func (e *Engine) RelayMatch(by string, ip netip.Addr) (string, bool) {
-	if n, ok := inNets(ip, e.S.RelayNets); ok {
+	if n, ok := inNets(ip, e.Settings.RelayNets); ok {
 		return n.String(), true
 	}
 	by = strings.ToLower(strings.TrimSuffix(by, "."))
 	if by == "" {
 		return "", false
 	}
-	for _, h := range e.S.RelayHosts {
+	for _, h := range e.Settings.RelayHosts {
 		if by == h || strings.HasPrefix(h, ".") && strings.HasSuffix(by, h) {
 			return h, true
 		}

@@ -22,11 +22,11 @@ func testEngine() *policy.Engine {
 	s.RelayHosts = []string{"mx1.example.org", ".out.example.org"}
 	s.RelayNets = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
 	return &policy.Engine{
-		S:      s,
-		Lists:  policytest.Lists{Listed: map[netip.Addr][]policy.Listing{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}, {Zone: "any.bl.test", Weight: 5}}}},
-		Tagger: policytest.Tagger{},
-		Sent:   policytest.NewSent("sent-1@example.org"),
-		Auth:   policytest.Auth{"pass.test": "pass", "fail.test": "fail", "dnserr.test": "temperror"},
+		Settings: s,
+		Lists:    policytest.Lists{Listed: map[netip.Addr][]policy.Listing{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}, {Zone: "any.bl.test", Weight: 5}}}},
+		Tagger:   policytest.Tagger{},
+		Sent:     policytest.NewSent("sent-1@example.org"),
+		Auth:     policytest.Auth{"pass.test": "pass", "fail.test": "fail", "dnserr.test": "temperror"},
 	}
 }
 
@@ -81,9 +81,9 @@ func TestRcpt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
 			e.Tagger = policytest.Tagger{InGrace: c.grace}
-			e.S.NoBounces = []string{"noreply@example.org", "receive-only.example.org"}
+			e.Settings.NoBounces = []string{"noreply@example.org", "receive-only.example.org"}
 			if c.observe {
-				e.S.Mode = policy.Observe
+				e.Settings.Mode = policy.Observe
 			}
 			tx := begin(e, c.ip, c.sender)
 			v := e.Rcpt(context.Background(), tx, c.rcpt, "")
@@ -149,7 +149,7 @@ func TestAllowlists(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
-			e.S.Allow = c.allow
+			e.Settings.Allow = c.allow
 			tx := begin(e, cleanIP, "")
 			if v := e.Rcpt(context.Background(), tx, c.rcpt, ""); v.Action != policy.Accept || len(v.Evidence) != 0 {
 				t.Fatalf("allowlisted: %v %v", v.Action, v.Evidence)
@@ -157,7 +157,7 @@ func TestAllowlists(t *testing.T) {
 		})
 	}
 	e := testEngine()
-	e.S.Allow.Senders = []string{"@remote.test"}
+	e.Settings.Allow.Senders = []string{"@remote.test"}
 	tx := begin(e, cleanIP, "postmaster@remote.test")
 	if tx.Allowed == "" {
 		t.Fatal("sender domain allowlist did not apply")

@@ -82,7 +82,7 @@ func TestEndForgedBounceFromListedHostIsRejected(t *testing.T) {
 func TestEndObserveOnlyTags(t *testing.T) {
 	e := testEngine()
 	e.Tagger = nil
-	e.S.Mode = policy.Observe
+	e.Settings.Mode = policy.Observe
 	e.Lists = policytest.Lists{Listed: map[netip.Addr][]policy.Listing{listedIP: {{Zone: "bounce.backscatter.test", Weight: 6}}}}
 	v := endBounce(t, e, listedIP, "bob@example.org", "forged@example.org", "spam.remote.test")
 	if v.Action != policy.Tag || v.Would != policy.Reject || v.Reply != nil || v.Mods.QuarantineReason != "" {
@@ -158,7 +158,7 @@ func TestEndNDRSuppression(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
-			e.S.NDR.SPFFailOnly = c.spfFailOnly
+			e.Settings.NDR.SPFFailOnly = c.spfFailOnly
 			tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, c.sender, c.mailArgs, "")
 			e.Rcpt(context.Background(), tx, "bob@example.org", c.rcptArgs)
 			tx.Headers = []policy.Header{{"Subject", " hi"}}
@@ -204,7 +204,7 @@ func TestParamHelpers(t *testing.T) {
 
 func TestObserveModeOnlyLogsNDRSuppression(t *testing.T) {
 	e := testEngine()
-	e.S.Mode = policy.Observe
+	e.Settings.Mode = policy.Observe
 	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@fail.test", "RET=FULL", "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=FAILURE")
 	v := e.End(context.Background(), tx)
@@ -215,7 +215,7 @@ func TestObserveModeOnlyLogsNDRSuppression(t *testing.T) {
 
 func TestStripSuccessDSNWithoutSuppression(t *testing.T) {
 	e := testEngine()
-	e.S.NDR.Enabled = false
+	e.Settings.NDR.Enabled = false
 	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: cleanIP, Helo: "h.test"}, "x@none.test", "", "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "NOTIFY=SUCCESS,FAILURE")
 	v := e.End(context.Background(), tx)
@@ -226,7 +226,7 @@ func TestStripSuccessDSNWithoutSuppression(t *testing.T) {
 
 func TestInternalBounceIgnoresNonBounces(t *testing.T) {
 	e := testEngine()
-	e.S.InternalBounceAction = policy.Discard
+	e.Settings.InternalBounceAction = policy.Discard
 	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "root@example.org", "", "")
 	e.Rcpt(context.Background(), tx, "victim@fail.test", "")
 	if v := e.InternalBounce(context.Background(), tx); v.Action != policy.Accept {
@@ -257,7 +257,7 @@ func TestEndSentLogDownIsNoEvidence(t *testing.T) {
 func TestInternalBounceNeverRejects(t *testing.T) {
 	for _, configured := range []policy.Action{policy.Reject, policy.Tempfail} {
 		e := testEngine()
-		e.S.InternalBounceAction = configured
+		e.Settings.InternalBounceAction = configured
 		e.AuthMemory = policy.NewAuthMemory(10, time.Hour)
 		e.AuthMemory.Remember("4ABC", policy.Forged, time.Now())
 		tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: trustedIP}, "", "", "")

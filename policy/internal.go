@@ -71,7 +71,7 @@ func (a *AuthMemory) Recall(queueID string, now time.Time) (AuthResult, bool) {
 // remembered authentication result of the original, or else a hard SPF
 // fail of the original sender against the original client.
 func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
-	v := &Verdict{Stage: StageInternal, Mode: e.S.Mode}
+	v := &Verdict{Stage: StageInternal, Mode: e.Settings.Mode}
 	if !t.NullSender() {
 		// non_smtpd_milters also sees mail submitted with sendmail(1):
 		// only Postfix's own bounces (null sender) are judged here.
@@ -115,7 +115,7 @@ func (e *Engine) InternalBounce(ctx context.Context, t *Transaction) *Verdict {
 	// An unauthenticated (not forged) sender counts only when the inbound
 	// milter judged that message itself, under the operator's rule that
 	// unauthenticated senders get no NDR.
-	case res == Forged || res == Unauthenticated && remembered && !e.S.NDR.SPFFailOnly:
+	case res == Forged || res == Unauthenticated && remembered && !e.Settings.NDR.SPFFailOnly:
 		ev = Evidences{{Name: EvNDRForged, Weight: 0, Detail: how}}
 	case res == Authenticated:
 		ev = Evidences{{Name: EvNDRAuthenticated, Weight: 0, Detail: how}}

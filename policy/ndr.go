@@ -15,7 +15,7 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 	if t.NullSender() || t.Direction == Outbound || e.Auth == nil || t.spf == nil {
 		return // we never bounce a bounce; outbound senders are ours
 	}
-	if !e.S.NDR.Enabled && !e.S.NDR.StripSuccessDSN {
+	if !e.Settings.NDR.Enabled && !e.Settings.NDR.StripSuccessDSN {
 		return
 	}
 	var spf spfAnswer
@@ -31,10 +31,10 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 	v.Auth, v.AuthWhy = e.Auth.Result(ctx, spf.result, raw, t.Sender)
 	e.AuthMemory.Remember(t.QueueID, v.Auth, e.now())
 	authenticated := v.Auth == Authenticated ||
-		v.Auth == AuthUnknown && !e.S.NDR.UnknownIsUnauthenticated
-	suppress := e.S.NDR.Enabled && !authenticated
-	if e.S.NDR.SPFFailOnly {
-		suppress = e.S.NDR.Enabled && v.Auth == Forged
+		v.Auth == AuthUnknown && !e.Settings.NDR.UnknownIsUnauthenticated
+	suppress := e.Settings.NDR.Enabled && !authenticated
+	if e.Settings.NDR.SPFFailOnly {
+		suppress = e.Settings.NDR.Enabled && v.Auth == Forged
 	}
 	switch {
 	case suppress:
@@ -43,7 +43,7 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 			v.Mods.RcptRewrites = append(v.Mods.RcptRewrites, RcptRewrite{Addr: r.Addr, OldArgs: r.Args, NewArgs: args})
 		}
 		v.NDR = NDRSuppressed
-	case e.S.NDR.StripSuccessDSN && !authenticated:
+	case e.Settings.NDR.StripSuccessDSN && !authenticated:
 		for _, r := range t.Recipients {
 			if args, changed := stripSuccessNotify(r.Args); changed {
 				v.Mods.RcptRewrites = append(v.Mods.RcptRewrites, RcptRewrite{Addr: r.Addr, OldArgs: r.Args, NewArgs: args})
@@ -58,7 +58,7 @@ func (e *Engine) suppressNDR(ctx context.Context, t *Transaction, v *Verdict) {
 	if !e.enforceNDR(v) {
 		return
 	}
-	if e.S.NDR.StripSuccessDSN {
+	if e.Settings.NDR.StripSuccessDSN {
 		if args, changed := retHeadersOnly(t.SenderArgs); changed {
 			v.Mods.ChangeFrom, v.Mods.ChangeFromArgs, v.Mods.ChangeFromSet = t.Sender, args, true
 			if v.NDR == NDRUntouched {

@@ -44,7 +44,7 @@ func newSigner(syntax batv.Syntax) *batv.Signer {
 func batvEngine(t *testing.T) (*policy.Engine, *batv.Signer) {
 	t.Helper()
 	e := testEngine()
-	e.S.LocalDomains = []string{"example.org", "other.example"}
+	e.Settings.LocalDomains = []string{"example.org", "other.example"}
 	s := newSigner(batv.SyntaxSubaddress)
 	e.Tagger = signerTagger{s: s}
 	return e, s
@@ -231,7 +231,7 @@ func TestTagProvesOnlyItsRecipient(t *testing.T) {
 		headers: dsn("", ""), body: dsnBody("forged@example.org", "spam.remote.test"),
 		want: policy.Accept, evidence: []string{policy.EvBATVOK}})
 	// Observe mode holds nothing: it says what enforce would do.
-	e.S.Mode = policy.Observe
+	e.Settings.Mode = policy.Observe
 	if v := runEOM(t, e, "", eomCase{name: "observe", rcpts: forged.rcpts, headers: forged.headers, body: forged.body, want: policy.Tag}); v.Would != policy.Quarantine {
 		t.Errorf("observe: would %v", v.Would)
 	}
@@ -314,7 +314,7 @@ func TestVerifiedTagRemoved(t *testing.T) {
 
 func TestSignExempt(t *testing.T) {
 	e := testEngine()
-	e.S.SignExempt = []string{"lists.remote.test", "challenge@other.test"}
+	e.Settings.SignExempt = []string{"lists.remote.test", "challenge@other.test"}
 	for _, c := range []struct {
 		rcpts  []string
 		signed bool
@@ -343,7 +343,7 @@ func TestSignExempt(t *testing.T) {
 // and the IP literal of a by clause (Gmail and Yahoo write "by 10.37.1.137").
 func TestRelayMatchesByIP(t *testing.T) {
 	e := testEngine()
-	e.S.RelayNets = []netip.Prefix{netip.MustParsePrefix("10.37.0.0/16"), netip.MustParsePrefix("2002:ac9:6610::/48")}
+	e.Settings.RelayNets = []netip.Prefix{netip.MustParsePrefix("10.37.0.0/16"), netip.MustParsePrefix("2002:ac9:6610::/48")}
 	for _, c := range []struct {
 		hop  bounce.Hop
 		want bool

@@ -47,7 +47,7 @@ type buildOptions struct {
 // build turns a valid configuration into a working engine.
 func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOptions) (*runtime, error) {
 	rt := &runtime{cfg: cfg, comp: comp}
-	eng := &policy.Engine{S: comp.Settings, AuthMemory: o.authStore}
+	eng := &policy.Engine{Settings: comp.Settings, AuthMemory: o.authStore}
 	if eng.AuthMemory == nil && cfg.InternalBounce.Listen != "" {
 		// Only the internal-bounce role reads it: without that role, keeping
 		// a verdict per inbound message costs time and memory for nothing.

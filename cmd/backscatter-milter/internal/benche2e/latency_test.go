@@ -27,7 +27,7 @@ func serveInProcess(t *testing.T, ln net.Listener) string {
 	s := policy.DefaultSettings()
 	s.LocalDomains = []string{"example.org"}
 	s.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	eng := &policy.Engine{S: s}
+	eng := &policy.Engine{Settings: s}
 	srv := milter.NewServer(milter.Options{Engine: func() *policy.Engine { return eng }, Log: zap.NewNop()})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
