@@ -27,6 +27,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 	"github.com/backscatter-milter/backscatter-milter/milter"
@@ -242,21 +243,19 @@ func startChild(t *testing.T, name string, cmd *exec.Cmd, spec, dialAddr string)
 	if strings.HasPrefix(spec, "unix:") {
 		network = "unix"
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !await.True(20*time.Second, func() bool {
 		if conn, err := net.DialTimeout(network, dialAddr, time.Second); err == nil {
 			conn.Close()
-			break
+			return true
 		}
 		select {
 		case <-done:
 			t.Fatalf("%s exited: %s", name, out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s: %s", name, spec, out)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("%s does not listen on %s: %s", name, spec, out)
 	}
 	if network == "unix" {
 		// Postfix's smtpd runs as the postfix user.
@@ -301,20 +300,18 @@ func startDNS(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var errA, errT error
+	var txt []string
+	if !await.True(10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, _, errA := r.LookupA(ctx, "2.0.0.127.backscatter.test")
-		txt, _, errT := r.LookupTXT(ctx, "pass.test")
-		cancel()
-		if errA == nil && errT == nil && len(txt) == 1 {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rbldnsd on %s does not answer (A: %v, TXT %q: %v): %s", addr, errA, txt, errT, out)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer cancel()
+		_, _, errA = r.LookupA(ctx, "2.0.0.127.backscatter.test")
+		txt, _, errT = r.LookupTXT(ctx, "pass.test")
+		return errA == nil && errT == nil && len(txt) == 1
+	}) {
+		t.Fatalf("rbldnsd on %s does not answer (A: %v, TXT %q: %v): %s", addr, errA, txt, errT, out)
 	}
+	return addr
 }
 
 // cpuTicks returns utime+stime of a process in clock ticks (1/100 s).
