@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 )
 
 func openBoltHarness(t *testing.T, ttl time.Duration) harness {
@@ -159,18 +161,13 @@ func TestBoltBackgroundPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(2 * time.Hour)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !await.True(20*time.Second, func() bool {
 		n, err := s.Len()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("background purge never removed the expired entry")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return n == 0
+	}) {
+		t.Fatal("background purge never removed the expired entry")
 	}
 }
