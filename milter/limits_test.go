@@ -15,6 +15,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"go.uber.org/zap"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
 )
@@ -59,19 +60,13 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatalf("a connection over the cap was served")
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for rec.refused.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	await.True(10*time.Second, func() bool { return rec.refused.Load() >= 2 })
 	if got := rec.refused.Load(); got != 2 {
 		t.Errorf("refused %d, want 2", got)
 	}
 	held[0].Close()
-	for h.srv.Conns() > 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("closed connection still counted: %d open", h.srv.Conns())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !await.True(10*time.Second, func() bool { return h.srv.Conns() <= 2 }) {
+		t.Fatalf("closed connection still counted: %d open", h.srv.Conns())
 	}
 	r := h.deliver(cleanIP, message{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}}})
 	wantAction(t, "after one closed", r.end, gomilter.ActionAccept, "")
@@ -200,10 +195,7 @@ func testStalled(t *testing.T, conns, maxConns int, budget int64) {
 		}
 	}()
 	// Wait until the server has read what the kept connections sent.
-	deadline := time.Now().Add(60 * time.Second)
-	for h.srv.Conns() < int64(maxConns) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.True(60*time.Second, func() bool { return h.srv.Conns() >= int64(maxConns) })
 	time.Sleep(200 * time.Millisecond) // let the last reads land; RSS only grows
 	peak := vmRSS()
 	var ms runtime.MemStats
@@ -225,9 +217,7 @@ func testStalled(t *testing.T, conns, maxConns int, budget int64) {
 		c.Close()
 	}
 	open = nil
-	for h.srv.Conns() > 0 && time.Now().Before(deadline.Add(30*time.Second)) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.True(30*time.Second, func() bool { return h.srv.Conns() == 0 })
 	r := h.deliver(cleanIP, message{from: "alice@pass.test", rcpts: []rcpt{{"bob@example.org", ""}}})
 	wantAction(t, "after the flood", r.end, gomilter.ActionAccept, "")
 }

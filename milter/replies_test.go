@@ -11,6 +11,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 )
 
@@ -130,18 +131,12 @@ func TestRepliesPerMessage(t *testing.T) {
 			}
 			// The end-of-message answer is the last packet: every packet before
 			// it has passed the counter once the client has read it.
-			deadline := time.Now().Add(5 * time.Second)
-			var got map[byte]int
-			for {
+			await.True(5*time.Second, func() bool {
 				rc.mu.Lock()
-				done := rc.counts['a'] > 0
-				rc.mu.Unlock()
-				if done || time.Now().After(deadline) {
-					got = rc.take()
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
+				defer rc.mu.Unlock()
+				return rc.counts['a'] > 0
+			})
+			got := rc.take()
 			if waits(got) != c.wantWaits {
 				t.Errorf("the MTA waited %d times (%v), want %d", waits(got), got, c.wantWaits)
 			}

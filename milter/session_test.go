@@ -527,12 +527,8 @@ func TestAbort(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(h.json.String(), "ndr dropped by the MTA") {
-			if time.Now().After(deadline) {
-				t.Fatalf("no dropped-NDR line:\n%s", h.json.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !await.True(10*time.Second, func() bool { return strings.Contains(h.json.String(), "ndr dropped by the MTA") }) {
+			t.Fatalf("no dropped-NDR line:\n%s", h.json.String())
 		}
 		if vs := h.verdicts(); len(vs) != 0 {
 			t.Errorf("the dropped NDR got a verdict: %v", vs)
