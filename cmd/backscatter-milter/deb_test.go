@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -175,17 +176,15 @@ func (d *unitDaemon) stop() error {
 // waitFor polls cond; the daemon dying first fails the test at once.
 func (d *unitDaemon) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
+	if !await.True(20*time.Second, func() bool {
 		select {
 		case <-d.exited:
 			t.Fatalf("daemon exited while waiting for %s:\n%s", what, d.out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 20s; daemon output:\n%s", what, d.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return cond()
+	}) {
+		t.Fatalf("no %s after 20s; daemon output:\n%s", what, d.out.String())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -24,8 +25,8 @@ func forgeTag(tagged string) string {
 // needle to reach the sink.
 func waitDelivered(t *testing.T, s *mtatest.Sink, rcpt, needle string) mtatest.SinkMessage {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var found mtatest.SinkMessage
+	if !await.True(30*time.Second, func() bool {
 		msgs, err := s.Messages()
 		if err != nil {
 			t.Fatal(err)
@@ -34,15 +35,16 @@ func waitDelivered(t *testing.T, s *mtatest.Sink, rcpt, needle string) mtatest.S
 			whole := string(m.Header()) + string(m.Body())
 			for _, r := range m.Recipients() {
 				if r == rcpt && strings.Contains(whole, needle) {
-					return m
+					found = m
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no message to %s containing %q reached the sink", rcpt, needle)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no message to %s containing %q reached the sink", rcpt, needle)
 	}
+	return found
 }
 
 // readReceipt is an RFC 8098 MDN, as a mail client sends it to the header
@@ -324,19 +326,15 @@ func TestInternalRoleDroppedNDR(t *testing.T) {
 	if v := m.waitVerdict(t, "suppression", func(v verdict) bool { return v.QueueID == qid && v.Stage == "eom" }); v.NDR != "suppressed" {
 		t.Fatalf("verdict %s: the NDR was not suppressed, the test does not test what it should", v)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		raw, err := os.ReadFile(m.LogFile)
-		if err != nil {
+	var raw []byte
+	if !await.True(20*time.Second, func() bool {
+		var err error
+		if raw, err = os.ReadFile(m.LogFile); err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(raw), "ndr dropped by the MTA before its content") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no dropped-NDR line; log:\n%s", raw)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(string(raw), "ndr dropped by the MTA before its content")
+	}) {
+		t.Fatalf("no dropped-NDR line; log:\n%s", raw)
 	}
 	for _, v := range m.verdicts(t) {
 		if v.Stage == "callout" || v.Stage == "internal-bounce" {

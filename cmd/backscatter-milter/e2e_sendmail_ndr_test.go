@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
@@ -56,16 +57,9 @@ func sendForged(t *testing.T, sm *mtatest.Sendmail, id string) string {
 // waitLogLine waits until the milter's log file has a line containing s.
 func (m *testMilter) waitLogLine(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		raw, _ := os.ReadFile(m.LogFile)
-		if strings.Contains(string(raw), s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("milter log has no %q:\n%s", s, raw)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var raw []byte
+	if !await.True(20*time.Second, func() bool { raw, _ = os.ReadFile(m.LogFile); return strings.Contains(string(raw), s) }) {
+		t.Fatalf("milter log has no %q:\n%s", s, raw)
 	}
 }
 
@@ -119,12 +113,8 @@ func TestSendmailNDRCaseVariant(t *testing.T) {
 		if !strings.Contains(string(got.Body()), "please bounce") {
 			t.Errorf("message changed:\n%s", got.Data)
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for len(bounceTo(t, sm.Sink, "forger@fail.test")) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no DSN for %s reached the sender; sendmail log:\n%s", q, sm.Log())
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !await.True(60*time.Second, func() bool { return len(bounceTo(t, sm.Sink, "forger@fail.test")) > 0 }) {
+			t.Fatalf("no DSN for %s reached the sender; sendmail log:\n%s", q, sm.Log())
 		}
 	})
 }
@@ -132,16 +122,10 @@ func TestSendmailNDRCaseVariant(t *testing.T) {
 // waitSendmailQueueEmpty waits until Sendmail's queue holds nothing.
 func waitSendmailQueueEmpty(t *testing.T, sm *mtatest.Sendmail) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		q, err := sm.Queue()
-		if err == nil && len(q) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Sendmail queue not empty: %+v (%v)", q, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var q []mtatest.SendmailQueueEntry
+	var err error
+	if !await.True(30*time.Second, func() bool { q, err = sm.Queue(); return err == nil && len(q) == 0 }) {
+		t.Fatalf("Sendmail queue not empty: %+v (%v)", q, err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 )
 
 // lockedBuffer is an io.Writer safe for the daemon's goroutines.
@@ -195,16 +196,9 @@ func testBinary(t *testing.T) string {
 
 func waitFileContains(t *testing.T, path, substr string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), substr) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s lacks %q:\n%s", path, substr, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var b []byte
+	if !await.True(20*time.Second, func() bool { b, _ = os.ReadFile(path); return strings.Contains(string(b), substr) }) {
+		t.Fatalf("%s lacks %q:\n%s", path, substr, b)
 	}
 }
 

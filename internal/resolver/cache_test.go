@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 )
 
@@ -159,8 +160,8 @@ func TestCacheSharesAQueryInFlight(t *testing.T) {
 	k2, srv2, _ := testCache(t, 0, 0)
 	srv2.SetFault("pass.test", dnstest.Fault{Delay: 300 * time.Millisecond})
 	go k2.LookupTXT(context.Background(), "pass.test")
-	for k2.Stats().Misses == 0 {
-		time.Sleep(time.Millisecond)
+	if !await.True(10*time.Second, func() bool { return k2.Stats().Misses > 0 }) {
+		t.Fatal("the first lookup never started")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

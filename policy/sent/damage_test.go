@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/await"
 )
 
 // events collects what a Health logs.
@@ -411,16 +413,8 @@ func TestBoltUnavailableThenBack(t *testing.T) {
 	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := s.Record(ctx, "b@example.org", time.Now())
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the store never came back: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !await.True(20*time.Second, func() bool { err = s.Record(ctx, "b@example.org", time.Now()); return err == nil }) {
+		t.Fatalf("the store never came back: %v", err)
 	}
 	if ok, err := s.Seen(ctx, "b@example.org"); !ok || err != nil {
 		t.Errorf("after recovery: Seen = %v, %v", ok, err)
