@@ -8,42 +8,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 )
 
-// Read returns the contents of path, at most max bytes. It refuses a path
-// that is not a regular file (checked with Lstat before opening, and again
-// on the open file, so a FIFO never blocks the caller) and a file whose
-// permission bits intersect forbidden (0o077: group or others may read;
-// 0o007: others may read). what names the secret in errors ("batv key
-// file", "redis password file").
+// Read returns the contents of path, at most max bytes. It never blocks on
+// what path names: a FIFO, a socket or a device is refused from Lstat (or,
+// behind a symlink, after an open with O_NONBLOCK, which returns at once
+// for a FIFO without a writer), so a wrong path cannot hang a start, a
+// check or a reload. It refuses a file whose permission bits intersect
+// forbidden (0o077: group or others may read; 0o007: others may read),
+// checked on the open file. what names the secret in errors ("batv: key
+// file", "redis password file"); no error contains the secret.
 func Read(path, what string, max int, forbidden os.FileMode) ([]byte, error) {
-	st, err := os.Lstat(path)
+	lst, err := os.Lstat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if t := lst.Mode().Type(); t != 0 && t != fs.ModeSymlink {
+		return nil, fmt.Errorf("%s %s is not a regular file (%s)", what, path, t)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s %s is not a regular file (%s)", what, path, st.Mode().Type())
 	}
-	// O_NONBLOCK: if the path was swapped for a FIFO since the Lstat, the
-	// open returns at once instead of waiting for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	// Stat the open file, not the path, so the mode checked is the mode of
-	// the file read.
-	st, err = f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s is not a regular file", what, path)
-	}
 	if perm := st.Mode().Perm(); perm&forbidden != 0 {
-		return nil, fmt.Errorf("%s %s has mode %04o: %s; run chmod %04o %s",
+		return nil, fmt.Errorf("%s %s has mode %04o: %s; run chmod %o %s",
 			what, path, perm, who(forbidden), perm&^forbidden, path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
@@ -51,7 +50,7 @@ func Read(path, what string, max int, forbidden os.FileMode) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if len(data) > max {
-		return nil, fmt.Errorf("%s %s is longer than %d bytes: not a secret file", what, path, max)
+		return nil, fmt.Errorf("%s %s is larger than %d bytes; is it the right file?", what, path, max)
 	}
 	return data, nil
 }

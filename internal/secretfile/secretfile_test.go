@@ -58,7 +58,11 @@ func TestRefusesNonRegular(t *testing.T) {
 	if err := os.Symlink(write(t, "target", "secret\n", 0o600), link); err != nil {
 		t.Fatal(err)
 	}
-	for name, p := range map[string]string{"fifo": fifo, "dir": dir, "symlink": link} {
+	fifoLink := filepath.Join(dir, "fifo-link")
+	if err := os.Symlink(fifo, fifoLink); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]string{"fifo": fifo, "dir": dir, "symlink to a fifo": fifoLink, "device": "/dev/null"} {
 		done := make(chan error, 1)
 		go func() { _, err := Read(p, "x", 100, 0o077); done <- err }()
 		select {
@@ -71,5 +75,9 @@ func TestRefusesNonRegular(t *testing.T) {
 			// catches the hang, it does not measure speed.
 			t.Fatalf("%s: Read blocks", name)
 		}
+	}
+	// A symlink to a regular file is how secrets are often deployed.
+	if got, err := Line(link, "x", 0o077); err != nil || got != "secret" {
+		t.Errorf("symlink to a regular file: %q, %v", got, err)
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"syscall"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/secretfile"
 )
 
 // MinKeyLen is the shortest secret accepted. Anything shorter makes the
@@ -43,36 +41,9 @@ func (k Key) GoString() string { return k.String() }
 // which returns at once for a FIFO without a writer), so a wrong path
 // cannot hang config check, serve or a reload.
 func LoadKeyFile(path string) ([]byte, error) {
-	lst, err := os.Lstat(path)
+	data, err := secretfile.Read(path, "batv: key file", maxKeyFileLen, 0o077)
 	if err != nil {
-		return nil, fmt.Errorf("batv: key file: %w", err)
-	}
-	if t := lst.Mode().Type(); t != 0 && t != fs.ModeSymlink {
-		return nil, fmt.Errorf("batv: key file %s is not a regular file (%s)", path, lst.Mode().Type())
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("batv: key file: %w", err)
-	}
-	defer f.Close()
-	// Stat the open file, not the path, so the mode checked is the mode of
-	// the file read.
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("batv: key file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("batv: key file %s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("batv: key file %s has mode %04o: group or others can access it; run chmod 600 %s", path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("batv: key file %s: %w", path, err)
-	}
-	if len(data) > maxKeyFileLen {
-		return nil, fmt.Errorf("batv: key file %s is larger than %d bytes; is it the right file?", path, maxKeyFileLen)
+		return nil, err
 	}
 	data = bytes.TrimRight(data, "\r\n")
 	if len(data) < MinKeyLen {
