@@ -166,7 +166,7 @@ func (s *Signer) Sign(addr string) (string, error) {
 		return "", ErrQuotedLocal
 	}
 	secret, _ := s.key(s.Current)
-	t := Tag{KeyID: s.Current, Day: (dayNumber(s.now()) + s.lifetimeDays()) % DayWrap}
+	t := Tag{KeyID: s.Current, Day: s.ExpiryDay()}
 	t.MAC = mac(secret, t, addr)
 
 	var b strings.Builder
@@ -289,8 +289,8 @@ func (s *Signer) Verify(addr string) Result {
 		r.Status, r.Reason = StatusBad, ReasonMAC
 		return r
 	}
-	r.DaysLeft = ((tag.Day-dayNumber(s.now()))%DayWrap + DayWrap) % DayWrap
-	if r.DaysLeft >= 1 && r.DaysLeft <= s.lifetimeDays() {
+	var live bool
+	if r.DaysLeft, live = s.Live(tag.Day); live {
 		r.Status = StatusOK
 	} else {
 		r.Status = StatusExpired
