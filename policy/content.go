@@ -41,23 +41,24 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 		v.Notes = append(v.Notes, "bounce parse hit a limit: judged on what was read")
 	}
 	v.Notes = append(v.Notes, "content: "+rep.Kind.String())
+	var ev Evidences
 	switch rep.Kind {
 	case bounce.KindFailure, bounce.KindDelay:
-		ev := e.bounceEvidence(ctx, rep, v)
+		ev = e.bounceEvidence(ctx, rep, v)
 		if t.NullSender() && len(t.Recipients) > 1 {
 			ev = append(ev, Evidence{Name: EvBounceMultiRcpt, Weight: e.Settings.weight(EvBounceMultiRcpt), Detail: "a bounce has one recipient"})
 		}
-		return rep.Kind, ev
 	case bounce.KindDelivered:
-		return rep.Kind, e.bounceEvidence(ctx, rep, v)
+		ev = e.bounceEvidence(ctx, rep, v)
 	case bounce.KindMDN:
-		return rep.Kind, e.answerEvidence(ctx, t, rep, v, EvMDNOurs, EvMDNNot)
+		ev = e.answerEvidence(ctx, t, rep, v, EvMDNOurs, EvMDNNot)
 	case bounce.KindAutoReply, bounce.KindChallenge:
-		return rep.Kind, e.answerEvidence(ctx, t, rep, v, EvAutoreplyOurs, EvAutoreplyNot)
+		ev = e.answerEvidence(ctx, t, rep, v, EvAutoreplyOurs, EvAutoreplyNot)
 	case bounce.KindFeedback, bounce.KindAggregateReport:
 		v.Notes = append(v.Notes, rep.Kind.String()+": not scored")
+		return rep.Kind, nil
 	}
-	return rep.Kind, nil
+	return rep.Kind, e.provenanceEvidence(ctx, t, rep, v, ev)
 }
 
 func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verdict) Evidences {

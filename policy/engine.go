@@ -21,6 +21,7 @@ type Engine struct {
 	// AuthMemory keeps inbound return-path verdicts by queue ID for the
 	// internal-bounce role; nil: that role falls back to SPF alone.
 	AuthMemory *AuthMemory
+	Provenance *Provenance // nil: no stamp, no own-DKIM or origin-SPF check
 	Now        func() time.Time
 }
 
@@ -379,6 +380,7 @@ func (e *Engine) outbound(ctx context.Context, t *Transaction, v *Verdict) {
 	if t.Sender != "" && e.Tagger != nil && e.Settings.isLocal(dom) && e.Tagger.Enabled(dom) {
 		e.sign(t, v)
 	}
+	e.stampOutbound(t, v)
 	id := bounce.NormalizeMessageID(t.Header("Message-Id"))
 	if id == "" {
 		v.Notes = append(v.Notes, "no Message-ID: not recorded")

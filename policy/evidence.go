@@ -31,6 +31,17 @@ const (
 	EvNDRAuthenticated = "ndr:authenticated-sender" // it passed: the NDR goes out
 )
 
+// The provenance ladder (provenance.go) on a returned original.
+const (
+	EvBounceOursStamp     = "bounce:ours-stamp"        // our stamp verifies against the original's own Message-ID, Date, From
+	EvBounceStampBad      = "bounce:stamp-bad"         // a stamp that does not verify: copied onto another message, or altered
+	EvBounceStampExpired  = "bounce:stamp-expired"     // our stamp, past its lifetime
+	EvBounceOursDKIM      = "bounce:ours-dkim"         // our DKIM signature verifies on the whole original
+	EvBounceOursDKIMHdr   = "bounce:ours-dkim-headers" // only headers came back; their signature (covering bh=) verifies
+	EvBounceOriginSPFFail = "bounce:origin-spf-fail"   // the original's local domain's SPF fails for its first client: forged
+	EvBounceOriginSPFPass = "bounce:origin-spf-pass"   // it passes (spoofable: a forger can write our IP into Received)
+)
+
 // DefaultWeights are tuned so that no single soft signal rejects, a forged
 // tag is rejected at RCPT and an untagged bounce with BATV on at end of
 // message, and proof that a bounce is ours outweighs anything but a
@@ -52,6 +63,16 @@ func DefaultWeights() map[string]int {
 		EvMDNNot:          4,
 		EvNoBounces:       100,
 		EvCallout:         0,
+		// A stamp or DKIM proof outweighs bounce:not-ours and batv:missing
+		// together; an origin SPF fail with bounce:not-ours quarantines;
+		// none of these rejects on its own (TestProvenanceWeights).
+		EvBounceOursStamp:     -16,
+		EvBounceOursDKIM:      -16,
+		EvBounceOursDKIMHdr:   -14,
+		EvBounceStampBad:      3,
+		EvBounceStampExpired:  1,
+		EvBounceOriginSPFFail: 3,
+		EvBounceOriginSPFPass: -2,
 	}
 }
 

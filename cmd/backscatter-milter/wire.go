@@ -56,6 +56,7 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 	bg, cancel := context.WithCancel(context.Background())
 	rt.stopBg = cancel
 
+	var checker *auth.Checker // nil offline
 	if !o.offline {
 		r, err := resolver.New(cfg.Resolver, cfg.DNSBL.Timeout.D())
 		if err != nil {
@@ -80,7 +81,8 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 		}
 		// SPF and DKIM answers are kept for their TTL; the DNSBL checker
 		// above has its own cache and asks r directly.
-		eng.Auth = returnPath{c: &auth.Checker{Resolver: resolver.NewCache(r, 0, 0), Timeout: cfg.Limits.Timeout.D()}, counts: o.counts}
+		checker = &auth.Checker{Resolver: resolver.NewCache(r, 0, 0), Timeout: cfg.Limits.Timeout.D()}
+		eng.Auth = returnPath{c: checker, counts: o.counts}
 		if comp.SelfWatch != nil {
 			w, err := newSelfWatch(cfg, comp.SelfWatch, r, log)
 			if err != nil {
@@ -106,6 +108,12 @@ func build(cfg *config.Config, comp *config.Compiled, log *zap.Logger, o buildOp
 		}
 		eng.Tagger = tagger{s: s, scope: comp.BATVScope, counts: o.counts}
 	}
+	prov, err := buildProvenance(cfg, comp, checker, o.offline)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("provenance: %w", err)
+	}
+	eng.Provenance = prov
 
 	switch {
 	case o.store != nil:

@@ -20,6 +20,9 @@ type Config struct {
 	Lifetime   time.Duration
 	GraceUntil string // YYYY-MM-DD; empty: no grace window
 	Domains    []string
+	// LoadKeys reads the key files even with BATV off: the outbound stamp
+	// (policy/stamp) signs with the same keys.
+	LoadKeys bool
 }
 
 // KeyFile names a key by its ID and the file holding its secret.
@@ -30,12 +33,13 @@ type KeyFile struct {
 
 // Setup is a checked batv section: what the signer and the wiring need.
 type Setup struct {
-	Keys   []Key // secrets: never print; only read when BATV is enabled
+	Keys   []Key // secrets: never print; only read when BATV is enabled or LoadKeys is set
 	Syntax Syntax
 	Scope  Scope
 }
 
-// Compile checks the section and reads the key files when BATV is enabled.
+// Compile checks the section and reads the key files when BATV is enabled
+// (or LoadKeys is set).
 // localDomains are the (checked, lowercased) local domains: Domains must be
 // among them. Every problem names its key within the section.
 func (c Config) Compile(localDomains []string) (Setup, problem.List) {
@@ -66,11 +70,15 @@ func (c Config) Compile(localDomains []string) (Setup, problem.List) {
 		}
 		out.Scope.Domains = append(out.Scope.Domains, d)
 	}
-	if !c.Enabled {
+	if !c.Enabled && !c.LoadKeys {
 		return out, ps
 	}
 	if len(c.Keys) == 0 {
-		ps.Add("keys", "BATV is enabled but no key is configured: add {id: 0, file: /etc/backscatter-milter/batv.key}")
+		who := "BATV is"
+		if !c.Enabled {
+			who = "the stamp (provenance.stamp) is"
+		}
+		ps.Add("keys", "%s enabled but no key is configured: add {id: 0, file: /etc/backscatter-milter/batv.key}", who)
 	}
 	haveCurrent := false
 	for i, k := range c.Keys {

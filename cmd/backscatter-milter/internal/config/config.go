@@ -53,6 +53,7 @@ type Config struct {
 	BATV            BATV           `mapstructure:"batv"`
 	NDR             NDR            `mapstructure:"ndr_suppression"`
 	SentLog         SentLog        `mapstructure:"sent_log"`
+	Provenance      Provenance     `mapstructure:"provenance"`
 	Limits          Limits         `mapstructure:"limits"`
 	Log             Log            `mapstructure:"log"`
 	Metrics         Metrics        `mapstructure:"metrics"`
@@ -127,6 +128,22 @@ type NDR struct {
 	Sendmail              string   `mapstructure:"sendmail"`
 	SendmailSMTP          string   `mapstructure:"sendmail_smtp"`
 	SendmailCheckInterval Duration `mapstructure:"sendmail_check_interval"`
+}
+
+// Provenance configures the stateless proofs that a returned original is
+// ours (policy/provenance.go).
+type Provenance struct {
+	Stamp       Stamp    `mapstructure:"stamp"`
+	DKIM        bool     `mapstructure:"dkim"`
+	DKIMDomains []string `mapstructure:"dkim_domains"`
+	OriginSPF   bool     `mapstructure:"origin_spf"`
+}
+
+// Stamp is the outbound stamp header; its keys are batv.keys.
+type Stamp struct {
+	Enabled  bool     `mapstructure:"enabled"`
+	Header   string   `mapstructure:"header"`
+	Lifetime Duration `mapstructure:"lifetime"`
 }
 
 // Redis is sent_log.redis: one server, a Sentinel set or a Cluster.

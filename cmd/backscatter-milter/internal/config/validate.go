@@ -39,6 +39,9 @@ type Compiled struct {
 	// Redis is the sent log's Redis deployment (backend redis), with its
 	// passwords read from their files and TLS loaded: never print.
 	Redis sent.RedisOptions
+	// DKIMDomains are the d= domains whose signatures prove a returned
+	// original ours: provenance.dkim_domains, else local_domains.
+	DKIMDomains []string
 }
 
 // Validate reports every problem; it is Compile without the result.
@@ -60,12 +63,15 @@ func (c *Config) Compile() (*Compiled, Problems) {
 	out.Zones, sub = c.DNSBL.config().Compile()
 	ps = append(ps, sub.Under("dnsbl")...)
 	var setup batv.Setup
-	setup, sub = c.BATV.config().Compile(out.Settings.LocalDomains)
+	bc := c.BATV.config()
+	bc.LoadKeys = c.Provenance.Stamp.Enabled // the stamp signs with BATV's keys
+	setup, sub = bc.Compile(out.Settings.LocalDomains)
 	ps = append(ps, sub.Under("batv")...)
 	out.BATVKeys, out.BATVSyntax, out.BATVScope = setup.Keys, setup.Syntax, setup.Scope
 	if c.BATV.Enabled && len(out.Settings.LocalDomains) == 0 {
 		bad("local_domains", "BATV is enabled but no local domain is configured")
 	}
+	c.compileProvenance(out, bad)
 	c.compileSockets(out, bad)
 	c.checkResolver(bad)
 	c.compileSentLog(out, bad)

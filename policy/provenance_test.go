@@ -1,0 +1,444 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/policy/batv"
+	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
+	"github.com/backscatter-milter/backscatter-milter/policy/stamp"
+)
+
+// realStamper puts the real policy/stamp behind the policy's interface, as
+// the wiring in cmd does.
+type realStamper struct {
+	s      *stamp.Stamper
+	header string
+}
+
+func newRealStamper(now time.Time) realStamper {
+	keys := &batv.Signer{Keys: []batv.Key{{ID: 2, Secret: []byte("provenance-test-key-0123456789")}}, Current: 2,
+		Lifetime: 30 * 24 * time.Hour, Now: func() time.Time { return now }}
+	return realStamper{s: &stamp.Stamper{Keys: keys}, header: stamp.DefaultHeader}
+}
+
+func (r realStamper) Stamp(id, date, from string) (Header, error) {
+	v, err := r.s.Sign(stamp.Fields{MessageID: id, Date: date, From: from})
+	return Header{Name: r.header, Value: v}, err
+}
+
+func (r realStamper) CheckStamp(h []byte) (StampStatus, string, bool) {
+	res, found := r.s.Check(h, r.header)
+	switch {
+	case !found:
+		return "", "", false
+	case res.Status == stamp.StatusOK:
+		return StampOK, "", true
+	case res.Status == stamp.StatusExpired:
+		return StampExpired, "", true
+	}
+	return StampBad, res.Reason, true
+}
+
+type fakeDKIM struct {
+	res       DKIMProof
+	withBody  bool
+	calls     int
+	gotHeader []byte
+}
+
+func (f *fakeDKIM) VerifyOwn(_ context.Context, header, body []byte) DKIMProof {
+	f.calls++
+	f.withBody, f.gotHeader = body != nil, header
+	return f.res
+}
+
+type fakeOriginSPF struct {
+	res   map[string]string // by IP
+	asked []string
+}
+
+func (f *fakeOriginSPF) SPFOfOriginal(_ context.Context, ip netip.Addr, sender string) (string, string, error) {
+	f.asked = append(f.asked, ip.String()+" "+sender)
+	if r, ok := f.res[ip.String()]; ok {
+		return r, Domain(sender), nil
+	}
+	return "temperror", Domain(sender), errors.New("dns: temporary failure")
+}
+
+// TestProvenanceWeights holds the default weights to the rules of the
+// ladder: a proof outweighs bounce:not-ours and batv:missing together; an
+// origin SPF fail with bounce:not-ours quarantines; none of these rejects
+// on its own.
+func TestProvenanceWeights(t *testing.T) {
+	s := DefaultSettings()
+	th := s.Thresholds
+	against := s.weight(EvBounceNotOurs) + s.weight(EvBATVMissing)
+	for _, proof := range []string{EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr} {
+		if got := th.Action(s.weight(proof) + against); got != Accept {
+			t.Errorf("%s + not-ours + batv:missing = %d: %v, want accept", proof, s.weight(proof)+against, got)
+		}
+	}
+	if s.weight(EvBounceOursDKIMHdr) <= s.weight(EvBounceOursDKIM) {
+		t.Errorf("headers-only DKIM should weigh a little less than whole-message DKIM")
+	}
+	if got := th.Action(s.weight(EvBounceOriginSPFFail) + s.weight(EvBounceNotOurs)); got != Quarantine {
+		t.Errorf("origin-spf-fail + not-ours: %v, want quarantine", got)
+	}
+	for _, n := range []string{EvBounceStampBad, EvBounceStampExpired, EvBounceOriginSPFFail} {
+		if w := s.weight(n); w <= 0 || th.Action(w) == Reject || th.Action(w+s.weight(EvBounceNotOurs)) == Reject {
+			t.Errorf("%s weighs %d: must be positive, and reject neither alone nor with not-ours", n, w)
+		}
+	}
+	if w := s.weight(EvBounceOriginSPFPass); w >= 0 || w <= s.weight(EvBounceOursDKIMHdr) {
+		t.Errorf("origin-spf-pass weighs %d: want a weak negative", w)
+	}
+	if s.weight(EvBounceStampExpired) >= s.weight(EvBounceStampBad) {
+		t.Error("an expired stamp must weigh less than a bad one")
+	}
+}
+
+func TestOutboundStamp(t *testing.T) {
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	e := testEngine()
+	st := newRealStamper(now)
+	e.Provenance = &Provenance{Stamp: st}
+	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx.Headers = []Header{{"From", " Alice <alice@example.org>"}, {"Message-Id", " <out-1@example.org>"}, {"Date", " Tue, 01 Dec 2026 14:00:00 +0000"}}
+	v := e.End(context.Background(), tx)
+	if len(v.Mods.AddHeaders) != 1 || v.Mods.AddHeaders[0].Name != stamp.DefaultHeader || !hasNote(v, "stamped") {
+		t.Fatalf("mods %+v notes %v", v.Mods, v.Notes)
+	}
+	// Returned with that header: proof.
+	block := append(headerBlock(tx.Headers), []byte(v.Mods.AddHeaders[0].Name+": "+v.Mods.AddHeaders[0].Value+"\n")...)
+	if s, _, found := st.CheckStamp(block); !found || s != StampOK {
+		t.Fatalf("own stamp: %v %v", s, found)
+	}
+	// Passing through a second MTA of ours: not stamped twice.
+	tx2 := e.Begin(context.Background(), "s2", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx2.Headers = append(append([]Header{}, tx.Headers...), v.Mods.AddHeaders[0])
+	if v2 := e.End(context.Background(), tx2); len(v2.Mods.AddHeaders) != 0 || !hasNote(v2, "already stamped") {
+		t.Fatalf("second pass: %+v %v", v2.Mods, v2.Notes)
+	}
+	// No Message-ID: no stamp, and the verdict says so.
+	tx3 := e.Begin(context.Background(), "s3", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx3.Headers = []Header{{"From", " alice@example.org"}}
+	if v3 := e.End(context.Background(), tx3); len(v3.Mods.AddHeaders) != 0 || !hasNote(v3, "no Message-ID: not stamped") {
+		t.Fatalf("no Message-ID: %+v %v", v3.Mods, v3.Notes)
+	}
+}
+
+func hasNote(v *Verdict, s string) bool {
+	for _, n := range v.Notes {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// stampedDSN is dsnBody with header lines added to the original.
+func stampedDSN(msgID, relay, extra string) []byte {
+	b := dsnBody(msgID, relay)
+	return bytes.Replace(b, []byte("Message-ID: <"+msgID+">"), []byte(extra+"Message-ID: <"+msgID+">"), 1)
+}
+
+func endWith(t *testing.T, e *Engine, body []byte) *Verdict {
+	t.Helper()
+	tx := begin(e, cleanIP, "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "")
+	tx.Headers = dsn("", "")
+	tx.Body = body
+	return e.End(context.Background(), tx)
+}
+
+func TestBounceLadder(t *testing.T) {
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	st := newRealStamper(now)
+	own, _ := st.Stamp("<mine-1@example.org>", "", "bob@example.org")
+	copied, _ := st.Stamp("<other@example.org>", "", "bob@example.org")
+	line := func(h Header) string { return h.Name + ": " + h.Value + "\r\n" }
+
+	cases := []struct {
+		name     string
+		extra    string
+		dkim     DKIMProof
+		spf      map[string]string
+		want     Action
+		has, not []string
+	}{
+		{"stamp proves it, whatever the sent log says", line(own), DKIMProof{Result: DKIMNone}, nil, Accept,
+			[]string{EvBounceOursStamp, EvBounceNotOurs}, []string{EvBounceStampBad}},
+		{"copied stamp is no proof", line(copied), DKIMProof{Result: DKIMNone}, nil, Quarantine,
+			[]string{EvBounceStampBad, EvBounceNotOurs}, []string{EvBounceOursStamp}},
+		{"own DKIM, whole", "", DKIMProof{Result: DKIMPass, Domain: "example.org"}, nil, Accept,
+			[]string{EvBounceOursDKIM}, nil},
+		{"own DKIM, headers", "", DKIMProof{Result: DKIMHeadersPass, Domain: "example.org"}, nil, Accept,
+			[]string{EvBounceOursDKIMHdr}, nil},
+		{"own DKIM fails: only a note", "", DKIMProof{Result: DKIMFail, Detail: "body hash"}, nil, Quarantine,
+			[]string{EvBounceNotOurs}, []string{EvBounceOursDKIM, EvBounceOursDKIMHdr}},
+		{"origin SPF fail", "", DKIMProof{Result: DKIMNone}, map[string]string{"198.51.100.9": "fail"}, Quarantine,
+			[]string{EvBounceOriginSPFFail, EvBounceNotOurs}, nil},
+		// Weak: a real bounce of ours that the sent log missed is delivered
+		// (tagged); a forger who writes our address into Received gets as far.
+		{"origin SPF pass", "", DKIMProof{Result: DKIMNone}, map[string]string{"198.51.100.9": "pass"}, Tag,
+			[]string{EvBounceOriginSPFPass}, nil},
+		{"origin SPF temperror: no evidence", "", DKIMProof{Result: DKIMNone}, nil, Quarantine,
+			nil, []string{EvBounceOriginSPFFail, EvBounceOriginSPFPass}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := testEngine()
+			e.Tagger = nil
+			e.Sent = &fakeSent{}
+			dk := &fakeDKIM{res: c.dkim}
+			spf := &fakeOriginSPF{res: c.spf}
+			e.Provenance = &Provenance{Stamp: st, DKIM: dk, OriginSPF: spf}
+			v := endWith(t, e, stampedDSN("mine-1@example.org", "spam.remote.test", c.extra))
+			if v.Action != c.want {
+				t.Errorf("action %v score %d evidence %v notes %v, want %v", v.Action, v.Score, v.Evidence, v.Notes, c.want)
+			}
+			for _, n := range c.has {
+				if !v.Evidence.Has(n) {
+					t.Errorf("missing %s in %v", n, v.Evidence)
+				}
+			}
+			for _, n := range c.not {
+				if v.Evidence.Has(n) {
+					t.Errorf("unexpected %s in %v", n, v.Evidence)
+				}
+			}
+			if c.dkim.Result == DKIMFail && !hasNote(v, "did not verify") {
+				t.Errorf("no note for the DKIM failure: %v", v.Notes)
+			}
+			if v.Evidence.Has(EvBounceOursStamp) && (dk.calls != 0 || len(spf.asked) != 0) {
+				t.Errorf("a stamp proved it, yet DNS checks ran (dkim %d, spf %v)", dk.calls, spf.asked)
+			}
+			if c.spf != nil && len(spf.asked) != 1 {
+				t.Errorf("origin SPF asked %v", spf.asked)
+			}
+		})
+	}
+}
+
+func TestOriginIP(t *testing.T) {
+	e := testEngine()
+	e.S.TrustedNetworks = append(e.S.TrustedNetworks, netip.MustParsePrefix("203.0.113.0/24"))
+	hop := func(raw, ip string) bounce.Hop { return bounce.Hop{Raw: raw, ClientIP: netip.MustParseAddr(ip)} }
+	for _, c := range []struct {
+		name string
+		hops []bounce.Hop // most recent first
+		want string
+	}{
+		{"direct from a bot", []bounce.Hop{hop("from x by mx.remote.test with ESMTP", "198.51.100.9")}, "198.51.100.9"},
+		{"earliest public hop wins", []bounce.Hop{hop("from a by b with ESMTP", "192.0.2.1"), hop("from c by a with SMTP", "198.51.100.9")}, "198.51.100.9"},
+		{"authenticated submission skipped", []bounce.Hop{hop("from mail.example.org by mx.remote.test with ESMTPS", "192.0.2.1"),
+			hop("from home (home [198.51.100.9]) by mail.example.org with ESMTPSA id X", "198.51.100.9")}, "192.0.2.1"},
+		{"sendmail authenticated skipped", []bounce.Hop{hop("from m by r with ESMTP", "192.0.2.1"),
+			hop("from h (h [198.51.100.9]) (authenticated bits=0) by m (8.17/8.17) with ESMTP", "198.51.100.9")}, "192.0.2.1"},
+		{"private and trusted skipped", []bounce.Hop{hop("from m by r with ESMTP", "192.0.2.1"), hop("from web by m with SMTP", "203.0.113.5"),
+			hop("from pc by web with SMTP", "10.1.2.3")}, "192.0.2.1"},
+		{"none public", []bounce.Hop{hop("from pc by web with SMTP", "10.1.2.3")}, "invalid IP"},
+	} {
+		if got := e.originIP(c.hops).String(); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestProvenanceOffline(t *testing.T) {
+	e := testEngine()
+	e.Tagger = nil
+	e.Sent = &fakeSent{}
+	e.Provenance = &Provenance{Offline: true}
+	v := endWith(t, e, stampedDSN("x@example.org", "spam.remote.test", ""))
+	if !hasNote(v, "skipped (offline)") {
+		t.Fatalf("notes %v", v.Notes)
+	}
+}
+
+// ---- corpus scenarios ------------------------------------------------
+
+// provenanceCorpusDir finds ../shared/corpus (or $BACKSCATTER_CORPUS); it
+// fails when CI has it and the test cannot read it.
+func provenanceCorpusDir(t *testing.T) string {
+	dir := os.Getenv("BACKSCATTER_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "corpus")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "truth.jsonl")); err != nil {
+		if os.Getenv("BACKSCATTER_CORPUS") != "" || os.Getenv("BACKSCATTER_REQUIRE_INTEGRATION") != "" {
+			t.Fatalf("corpus not readable at %s: %v", dir, err)
+		}
+		t.Skipf("corpus not found at %s", dir)
+	}
+	return dir
+}
+
+type corpusFile struct {
+	File string `json:"file"`
+	Kind string `json:"kind"`
+}
+
+// splitMessage turns a raw message into the header fields the MTA would hand
+// the milter (continuation lines kept in the value) and the body.
+func splitMessage(raw []byte) ([]Header, []byte) {
+	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	raw = bytes.ReplaceAll(raw, []byte("\r"), []byte("\n")) // old Mac line ends
+	var hs []Header
+	rest := raw
+	for len(rest) > 0 {
+		line, next, _ := bytes.Cut(rest, []byte("\n"))
+		if len(bytes.TrimSpace(line)) == 0 {
+			return hs, bytes.ReplaceAll(next, []byte("\n"), []byte("\r\n"))
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(hs) > 0 {
+			hs[len(hs)-1].Value += "\n" + string(line)
+		} else if n, v, ok := bytes.Cut(line, []byte(":")); ok {
+			hs = append(hs, Header{Name: string(n), Value: string(v)})
+		}
+		rest = next
+	}
+	return hs, nil
+}
+
+// originalIDLine finds the line of the returned original that carries its
+// Message-ID (plain, or "> "-quoted), in the body of the bounce.
+var originalIDLine = regexp.MustCompile(`(?im)^([ \t>|]*)message-id:`)
+
+// insertStamp adds a stamp field to the returned original right above its
+// Message-ID field, with the same quoting prefix, and checks with the parser
+// that the stamp landed in the original's header block (a bounce may quote
+// several header blocks). ok is false when no Message-ID line of the
+// original is there as text (a base64 part).
+func insertStamp(hs []Header, body []byte, value string) ([]byte, bool) {
+	top := rawHeader(hs)
+	for _, l := range originalIDLine.FindAllSubmatchIndex(body, -1) {
+		prefix := body[l[2]:l[3]]
+		out := append([]byte{}, body[:l[0]]...)
+		out = append(out, prefix...)
+		out = append(out, stamp.DefaultHeader+": "+value+"\r\n"...)
+		out = append(out, body[l[0]:]...)
+		rep, err := bounce.Parse(append(append([]byte{}, top...), out...), bounce.DefaultLimits())
+		if err != nil {
+			continue
+		}
+		if _, st := stamp.ReadHeader(rep.OriginalHeader, stamp.DefaultHeader); len(st) > 0 {
+			return out, true
+		}
+	}
+	return nil, false
+}
+
+func runCorpusMessage(e *Engine, hs []Header, body []byte) *Verdict {
+	tx := begin(e, cleanIP, "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "")
+	tx.Headers = hs
+	tx.Body = body
+	return e.End(context.Background(), tx)
+}
+
+// TestCorpusStamp: every corpus original that can carry our stamp (it has a
+// Message-ID we can see as text) is accepted once stamped, with BATV off and
+// an empty sent log; and a stamp copied from another original is never proof.
+func TestCorpusStamp(t *testing.T) {
+	dir := provenanceCorpusDir(t)
+	f, err := os.Open(filepath.Join(dir, "truth.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	st := newRealStamper(now)
+	e := testEngine()
+	e.Tagger = nil
+	e.Sent = &fakeSent{}
+	e.Lists = nil
+	e.Provenance = &Provenance{Stamp: st}
+
+	var stamped, copiedRuns, noOriginal, noText int
+	var prev stamp.Fields
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var cf corpusFile
+		if err := json.Unmarshal(sc.Bytes(), &cf); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, "bounces", cf.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := bounce.Parse(raw, bounce.DefaultLimits())
+		if err != nil || len(rep.OriginalHeader) == 0 || rep.Kind == bounce.KindFeedback {
+			noOriginal++
+			continue
+		}
+		fields, _ := stamp.ReadHeader(rep.OriginalHeader, stamp.DefaultHeader)
+		if bounce.NormalizeMessageID(fields.MessageID) == "" {
+			noOriginal++ // we never stamp mail without a Message-ID
+			continue
+		}
+		hs, body := splitMessage(raw)
+		h, err := st.Stamp(fields.MessageID, fields.Date, fields.From)
+		if err != nil {
+			t.Fatalf("%s: %v", cf.File, err)
+		}
+		sb, ok := insertStamp(hs, body, h.Value)
+		if !ok {
+			noText++
+			if testing.Verbose() {
+				t.Logf("not stampable as text: %s", cf.File)
+			}
+			continue
+		}
+		stamped++
+		v := runCorpusMessage(e, hs, sb)
+		if v.Action != Accept || !v.Evidence.Has(EvBounceOursStamp) {
+			t.Errorf("%s (%s): stamped original: %v score %d %v notes %v", cf.File, cf.Kind, v.Action, v.Score, v.Evidence, v.Notes)
+		}
+		if v.Evidence.ProvedBy() != EvBounceOursStamp {
+			t.Errorf("%s: proved by %q", cf.File, v.Evidence.ProvedBy())
+		}
+
+		// A stamp lifted from the previous original onto this one.
+		if prev.MessageID != "" && bounce.NormalizeMessageID(prev.MessageID) != rep.OriginalMessageID {
+			c, _ := st.Stamp(prev.MessageID, prev.Date, prev.From)
+			cb, _ := insertStamp(hs, body, c.Value)
+			base := runCorpusMessage(e, hs, body)
+			v := runCorpusMessage(e, hs, cb)
+			copiedRuns++
+			if v.Evidence.Has(EvBounceOursStamp) || !v.Evidence.Has(EvBounceStampBad) || v.Action < base.Action || v.Score <= base.Score {
+				t.Errorf("%s: copied stamp: %v score %d %v (unstamped: %v %d)", cf.File, v.Action, v.Score, v.Evidence, base.Action, base.Score)
+			}
+		}
+		prev = fields
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stamped and accepted: %d; copied-stamp runs: %d; no original or no Message-ID: %d; original not stampable as text: %d",
+		stamped, copiedRuns, noOriginal, noText)
+	if stamped < 650 || copiedRuns < stamped*9/10 {
+		t.Errorf("only %d originals stamped (%d copied runs): the scenario covers too little of the corpus", stamped, copiedRuns)
+	}
+}
+
+func rawHeader(hs []Header) []byte {
+	var b bytes.Buffer
+	for _, h := range hs {
+		b.WriteString(h.Name + ":" + strings.ReplaceAll(h.Value, "\n", "\r\n") + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
