@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/base64"
 	"mime/quotedprintable"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 	"github.com/emersion/go-msgauth/dkim"
 )
 
@@ -170,4 +172,71 @@ func TestWithoutB(t *testing.T) {
 			t.Errorf("withoutB(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// bounceOf wraps an original in an RFC 3464 report: part is
+// "message/rfc822" (whole original, with the given transfer encoding of
+// the part) or "text/rfc822-headers".
+func bounceOf(part, cte string, original []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: MAILER-DAEMON@mx.remote.example\r\nTo: alice@example.test\r\nSubject: Undelivered Mail\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"BB\"\r\n\r\n" +
+		"--BB\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n\r\n" +
+		"--BB\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.example\r\n\r\n" +
+		"Final-Recipient: rfc822; bob@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" +
+		"--BB\r\nContent-Type: " + part + "\r\n")
+	if cte != "" {
+		b.WriteString("Content-Transfer-Encoding: " + cte + "\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(original)
+	b.WriteString("\r\n--BB--\r\n")
+	return b.Bytes()
+}
+
+// TestVerifyOwnThroughBounce: an outbound message signed by go-msgauth with
+// a key published in the test DNS server comes back inside a bounce; what
+// the bounce parser extracts is what VerifyOwn judges.
+func TestVerifyOwnThroughBounce(t *testing.T) {
+	c, _ := newChecker(t, dkimZone(t))
+	ed, _ := testKeys(t)
+	signed := signWith(t, outbound, "example.test", "ed", ed, dkim.CanonicalizationRelaxed)
+	h, body := splitMsg(signed)
+	reencoded := append(bytes.Replace(h, []byte("Content-Transfer-Encoding: 8bit"), []byte("Content-Transfer-Encoding: quoted-printable"), 1), "\r\n"...)
+	reencoded = append(reencoded, qp(t, body)...)
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"full original", bounceOf("message/rfc822", "", signed), OwnPass},
+		{"full original, the part base64-encoded", bounceOf("message/rfc822", "base64", []byte(b64lines(signed))), OwnPass},
+		{"headers only", bounceOf("text/rfc822-headers", "", h), OwnHeadersPass},
+		// The bouncer re-encoded the body as quoted-printable (and said so in
+		// Content-Transfer-Encoding, which the signer did not sign): the
+		// body hash breaks, the header signature still holds.
+		{"re-encoded body", bounceOf("message/rfc822", "", reencoded), OwnHeadersPass},
+		{"re-encoded body and a signed header altered", bounceOf("message/rfc822", "",
+			bytes.Replace(reencoded, []byte("Subject: figures"), []byte("Subject: Figures"), 1)), OwnFail},
+	} {
+		rep, err := bounce.Parse(tc.msg, bounce.DefaultLimits())
+		if err != nil || len(rep.OriginalHeader) == 0 {
+			t.Fatalf("%s: parse: %v %+v", tc.name, err, rep)
+		}
+		got := c.VerifyOwn(context.Background(), rep.OriginalHeader, rep.OriginalBody, []string{"example.test"})
+		if got.Result != tc.want {
+			t.Errorf("%s: %+v, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func b64lines(b []byte) string {
+	s := base64.StdEncoding.EncodeToString(b)
+	var out strings.Builder
+	for len(s) > 76 {
+		out.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	out.WriteString(s)
+	return out.String()
 }
