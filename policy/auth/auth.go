@@ -3,9 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
@@ -42,51 +40,6 @@ func (r Result) String() string {
 	return fmt.Sprintf("Result(%d)", int(r))
 }
 
-// Require is the operator's bar for "authenticated" in NDR suppression
-// (configuration key ndr_suppression.require).
-type Require int
-
-const (
-	// RequireSPFOrDKIM (default, "spf-or-dkim"): only Authenticated counts;
-	// Unauthenticated, Forged and Unknown get their NDRs suppressed.
-	RequireSPFOrDKIM Require = iota
-	// RequireSPFFailOnly ("spf-fail-only"): only Forged counts as not
-	// authenticated; for sites where suppressing NDRs to the many senders
-	// without SPF or DKIM costs more than the backscatter it prevents.
-	RequireSPFFailOnly
-)
-
-// String returns the configuration spelling.
-func (q Require) String() string {
-	switch q {
-	case RequireSPFOrDKIM:
-		return "spf-or-dkim"
-	case RequireSPFFailOnly:
-		return "spf-fail-only"
-	}
-	return fmt.Sprintf("Require(%d)", int(q))
-}
-
-// ParseRequire parses the configuration spelling; "" means the default.
-func ParseRequire(s string) (Require, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "spf-or-dkim":
-		return RequireSPFOrDKIM, nil
-	case "spf-fail-only":
-		return RequireSPFFailOnly, nil
-	}
-	return 0, fmt.Errorf("auth: unknown requirement %q (want spf-or-dkim or spf-fail-only)", s)
-}
-
-// Authenticated reports whether r meets the requirement, i.e. whether NDRs to
-// the message's sender may go out.
-func (q Require) Authenticated(r Result) bool {
-	if q == RequireSPFFailOnly {
-		return r != Forged
-	}
-	return r == Authenticated
-}
-
 // SPF results as strings, the RFC 7208 §8 names plus "skipped" (no client IP,
 // or a null sender without a usable HELO name: nothing to check).
 const (
@@ -107,15 +60,6 @@ type DKIMSig struct {
 	Valid     bool   // the signature verified
 	TempError bool   // verification failed for a DNS failure (key lookup); it might pass later
 	Err       string // why it did not verify; "" when Valid
-}
-
-// Verdict is the full answer for one message: the Result and its parts.
-type Verdict struct {
-	Result    Result
-	SPF       string    // pass|fail|softfail|neutral|none|temperror|permerror|skipped
-	SPFDomain string    // the domain SPF was checked for (MAIL FROM domain, or HELO for <>)
-	DKIM      []DKIMSig // one per verified signature, in header order
-	Reason    string    // one line for logs
 }
 
 // DefaultTimeout bounds a Check when Checker.Timeout is zero.
@@ -142,27 +86,6 @@ func (c *Checker) withTimeout(ctx context.Context) (context.Context, context.Can
 		t = DefaultTimeout
 	}
 	return context.WithTimeout(ctx, t)
-}
-
-// Check checks SPF and, when raw is not nil, DKIM concurrently under one
-// timeout, and combines them. raw is the whole message as received (header
-// and body, CRLF or LF line ends).
-func (c *Checker) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string, raw []byte) Verdict {
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-
-	var sigs []DKIMSig
-	var wg sync.WaitGroup
-	if raw != nil {
-		wg.Go(func() { sigs = c.DKIM(ctx, raw, mailFrom) })
-	}
-	spfRes, spfDomain, spfErr := c.SPF(ctx, ip, helo, mailFrom)
-	wg.Wait()
-
-	v := Verdict{SPF: spfRes, SPFDomain: spfDomain, DKIM: sigs}
-	v.Result = Combine(spfRes, sigs)
-	v.Reason = reason(v, spfErr, raw != nil)
-	return v
 }
 
 // Combine maps the SPF result and the DKIM signatures to a Result, as the
@@ -230,51 +153,6 @@ func splitSender(mailFrom string) (local, domain string) {
 		return s, ""
 	}
 	return s[:i], strings.ToLower(strings.TrimSuffix(s[i+1:], "."))
-}
-
-// reason renders the one log line of a Verdict.
-func reason(v Verdict, spfErr error, dkimChecked bool) string {
-	var b strings.Builder
-	b.WriteString(v.Result.String())
-	b.WriteString(": spf=")
-	b.WriteString(v.SPF)
-	if v.SPFDomain != "" {
-		b.WriteString(" (" + oneLine(v.SPFDomain) + ")")
-	}
-	if spfErr != nil && v.SPF != SPFPass && v.SPF != SPFFail {
-		b.WriteString(" [" + oneLine(spfErr.Error()) + "]")
-	}
-	switch {
-	case !dkimChecked:
-		b.WriteString("; dkim=not checked")
-	case len(v.DKIM) == 0:
-		b.WriteString("; dkim=none")
-	}
-	for _, s := range v.DKIM {
-		d := s.Domain
-		if d == "" {
-			d = "?"
-		}
-		b.WriteString("; dkim=")
-		switch {
-		case s.Valid:
-			b.WriteString("pass")
-		case s.TempError:
-			b.WriteString("temperror")
-		default:
-			b.WriteString("fail")
-		}
-		b.WriteString(" d=" + oneLine(d))
-		if s.Aligned {
-			b.WriteString(" aligned")
-		} else {
-			b.WriteString(" unaligned")
-		}
-		if s.Err != "" {
-			b.WriteString(" [" + oneLine(s.Err) + "]")
-		}
-	}
-	return b.String()
 }
 
 // oneLine keeps a log line one line long and short, whatever an error

@@ -37,9 +37,9 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				v := c.Check(context.Background(), ip, "client.test", "alice@example.test", tc.raw)
+				v := check(c, context.Background(), ip, "client.test", "alice@example.test", tc.raw)
 				if v.Result != Authenticated {
-					b.Fatalf("Check = %s", v.Reason)
+					b.Fatalf("check = %s", v.Why)
 				}
 			}
 		})

@@ -29,15 +29,19 @@
 // unaligned signature's temperror cannot make Unknown: even if it verified it
 // would not vouch for the return path.
 //
-// The package is decision-free: Check reports a Verdict (the Result and the
-// SPF and DKIM parts it came from, plus a one-line Reason for the log) and the
-// policy decides what to do with it. Require names the two operator settings
-// (ndr_suppression.require) and Require.Authenticated applies one to a Result.
+// The package is decision-free: Checker.Judge reports the Result, a
+// one-line reason for the log and the signatures it verified, and the
+// policy decides what to do with it, under the operator's
+// ndr_suppression.require (policy/ndr.go).
 //
-// Everything is bounded: one Timeout covers the SPF and DKIM lookups of a
-// message (they run concurrently), SPF keeps the RFC's limits of 10 DNS
-// mechanisms and 2 void lookups, DKIM verifies at most MaxSignatures
-// signatures, and garbage input yields "no signature" or permerror, never a
-// panic. DNS failures never produce Forged: only a published SPF "-all" (or
+// For bounces it also answers "is the returned original ours?": VerifyOwn
+// verifies our own DKIM signature on it (whole, or its headers alone), and
+// SPFOfOriginal checks the original's sender against the client that first
+// sent it (the provenance ladder, policy/provenance.go).
+//
+// Everything is bounded: one Timeout covers each check's lookups, SPF keeps
+// the RFC's limits of 10 DNS mechanisms and 2 void lookups, DKIM verifies at
+// most MaxSignatures signatures, and garbage input yields "no signature" or
+// permerror, never a panic. DNS failures never produce Forged: only a published SPF "-all" (or
 // "-" mechanism) that matches does.
 package auth

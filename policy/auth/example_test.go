@@ -11,8 +11,9 @@ import (
 	"github.com/backscatter-milter/backscatter-milter/policy/auth"
 )
 
-// The policy turns a Verdict into NDR suppression with the operator's Require.
-func ExampleChecker_Check() {
+// The milter asks SPF when MAIL FROM arrives and judges at end of message,
+// with the body when DKIM could still authenticate (here: no body).
+func ExampleChecker_Judge() {
 	// In the milter the resolver comes from the configuration
 	// (resolver.New(cfg.Resolver, timeout)); here it is a test server.
 	srv, err := dnstest.New(`example.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
@@ -27,13 +28,13 @@ func ExampleChecker_Check() {
 	c := &auth.Checker{Resolver: r, Timeout: 3 * time.Second}
 
 	for _, ip := range []string{"192.0.2.7", "198.51.100.1"} {
-		v := c.Check(context.Background(), netip.MustParseAddr(ip), "mx.example.test", "alice@example.test", nil)
-		suppress := !auth.RequireSPFOrDKIM.Authenticated(v.Result)
-		fmt.Printf("%s: %s, NOTIFY=NEVER: %v\n", ip, v.Reason, suppress)
+		spf, _, _ := c.SPF(context.Background(), netip.MustParseAddr(ip), "mx.example.test", "alice@example.test")
+		res, why, _ := c.Judge(context.Background(), spf, nil, "alice@example.test")
+		fmt.Printf("%s: %s (%s)\n", ip, res, why)
 	}
 	// Output:
-	// 192.0.2.7: authenticated: spf=pass (example.test); dkim=not checked, NOTIFY=NEVER: false
-	// 198.51.100.1: forged: spf=fail (example.test); dkim=not checked, NOTIFY=NEVER: true
+	// 192.0.2.7: authenticated (spf=pass)
+	// 198.51.100.1: forged (spf=fail)
 }
 
 func ExampleCombine() {
@@ -47,16 +48,6 @@ func ExampleCombine() {
 	// forged
 	// unauthenticated
 	// unknown
-}
-
-func ExampleRequire_Authenticated() {
-	for _, q := range []auth.Require{auth.RequireSPFOrDKIM, auth.RequireSPFFailOnly} {
-		fmt.Printf("%s: unauthenticated ok=%v, forged ok=%v\n", q,
-			q.Authenticated(auth.Unauthenticated), q.Authenticated(auth.Forged))
-	}
-	// Output:
-	// spf-or-dkim: unauthenticated ok=false, forged ok=false
-	// spf-fail-only: unauthenticated ok=true, forged ok=false
 }
 
 func ExampleOrgDomain() {

@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzCheck feeds arbitrary messages and envelope senders through Check: no
-// panic, a one-line Reason, and a Verdict consistent with its parts.
+// panic, a one-line reason, and a result consistent with its parts.
 func FuzzCheck(f *testing.F) {
 	c, _ := newChecker(f, dkimZone(f)+spfZone)
 	c.Timeout = time.Second
@@ -34,9 +34,9 @@ func FuzzCheck(f *testing.F) {
 	}
 	ip := netip.MustParseAddr("198.51.100.1")
 	f.Fuzz(func(t *testing.T, raw []byte, mailFrom string) {
-		v := c.Check(context.Background(), ip, "client.test", mailFrom, raw)
-		if strings.ContainsAny(v.Reason, "\r\n") {
-			t.Fatalf("Reason not one line: %q", v.Reason)
+		v := check(c, context.Background(), ip, "client.test", mailFrom, raw)
+		if strings.ContainsAny(v.Why, "\r\n") {
+			t.Fatalf("Reason not one line: %q", v.Why)
 		}
 		if v.Result != Combine(v.SPF, v.DKIM) {
 			t.Fatalf("Result %v disagrees with Combine(%q, %+v)", v.Result, v.SPF, v.DKIM)

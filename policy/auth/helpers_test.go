@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -138,4 +140,20 @@ func newChecker(t testing.TB, zone string) (*Checker, *dnstest.Server) {
 		t.Fatal(err)
 	}
 	return &Checker{Resolver: r, Timeout: 2 * time.Second}, s
+}
+
+// checked is what check found.
+type checked struct {
+	Result Result
+	SPF    string
+	Why    string
+	DKIM   []DKIMSig
+}
+
+// check asks SPF, then judges with the message, the way the milter does
+// across a transaction (SPF at MAIL FROM, Judge at end of message).
+func check(c *Checker, ctx context.Context, ip netip.Addr, helo, mailFrom string, raw []byte) checked {
+	res, _, _ := c.SPF(ctx, ip, helo, mailFrom)
+	r, why, sigs := c.Judge(ctx, res, raw, mailFrom)
+	return checked{r, res, why, sigs}
 }
