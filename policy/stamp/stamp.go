@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
@@ -262,6 +263,11 @@ func (s *Stamper) Verify(value string, f Fields) Result {
 // collapsed and ASCII letters lowered.
 func CanonicalDate(v string) string {
 	c := collapse(v)
+	// The form nearly every MTA writes first: mail.ParseDate tries many
+	// layouts, each failure costing allocations.
+	if t, err := time.Parse(time.RFC1123Z, c); err == nil {
+		return "t" + strconv.FormatInt(t.Unix(), 10)
+	}
 	if t, err := mail.ParseDate(c); err == nil {
 		return "t" + strconv.FormatInt(t.Unix(), 10)
 	}
