@@ -163,6 +163,16 @@ func (e *Engine) provenanceEvidence(ctx context.Context, t *Transaction, rep *bo
 	if p.Offline {
 		v.Notes = append(v.Notes, "origin SPF and own DKIM: skipped (offline)")
 	}
+	// Both rungs wait on DNS: they run together, so a dead resolver costs
+	// one timeout, not two. The SPF answer is dropped when DKIM proves.
+	var spf chan originAnswer
+	if p.OriginSPF != nil {
+		spf = make(chan originAnswer, 1)
+		go func() {
+			ev, note := e.originSPF(ctx, rep)
+			spf <- originAnswer{ev, note}
+		}()
+	}
 	if p.DKIM != nil {
 		r := p.DKIM.VerifyOwn(ctx, rep.OriginalHeader, rep.OriginalBody)
 		switch r.Result {
@@ -175,15 +185,24 @@ func (e *Engine) provenanceEvidence(ctx context.Context, t *Transaction, rep *bo
 			v.Notes = append(v.Notes, "own DKIM on the original did not verify (no evidence): "+r.Detail)
 		}
 	}
-	if p.OriginSPF != nil {
-		ev = append(ev, e.originSPF(ctx, t, rep, v)...)
+	if spf != nil {
+		a := <-spf
+		if a.note != "" {
+			v.Notes = append(v.Notes, a.note)
+		}
+		ev = append(ev, a.ev...)
 	}
 	return ev
 }
 
+type originAnswer struct {
+	ev   Evidences
+	note string
+}
+
 // originSPF checks the original's local sending domain against the client
-// that first handed the original over.
-func (e *Engine) originSPF(ctx context.Context, t *Transaction, rep *bounce.Report, v *Verdict) Evidences {
+// that first handed the original over. It returns evidence, or a note.
+func (e *Engine) originSPF(ctx context.Context, rep *bounce.Report) (Evidences, string) {
 	sender := ""
 	for _, s := range rep.OriginalSenders {
 		if e.Settings.isLocal(Domain(s)) {
@@ -192,26 +211,24 @@ func (e *Engine) originSPF(ctx context.Context, t *Transaction, rep *bounce.Repo
 		}
 	}
 	if sender == "" {
-		return nil
+		return nil, ""
 	}
 	ip := e.originIP(rep.Received)
 	if !ip.IsValid() {
-		v.Notes = append(v.Notes, "origin SPF: no public client address in the original's Received fields")
-		return nil
+		return nil, "origin SPF: no public client address in the original's Received fields"
 	}
 	res, dom, err := e.Provenance.OriginSPF.SPFOfOriginal(ctx, ip, sender)
 	detail := fmt.Sprintf("spf=%s for %s from %s", res, dom, ip)
 	switch res {
 	case "fail":
-		return Evidences{{Name: EvBounceOriginSPFFail, Weight: e.Settings.weight(EvBounceOriginSPFFail), Detail: detail}}
+		return Evidences{{Name: EvBounceOriginSPFFail, Weight: e.Settings.weight(EvBounceOriginSPFFail), Detail: detail}}, ""
 	case "pass":
-		return Evidences{{Name: EvBounceOriginSPFPass, Weight: e.Settings.weight(EvBounceOriginSPFPass), Detail: detail}}
+		return Evidences{{Name: EvBounceOriginSPFPass, Weight: e.Settings.weight(EvBounceOriginSPFPass), Detail: detail}}, ""
 	}
 	if err != nil {
 		detail += " (" + err.Error() + ")"
 	}
-	v.Notes = append(v.Notes, "origin SPF: "+detail+": no evidence")
-	return nil
+	return nil, "origin SPF: " + detail + ": no evidence"
 }
 
 // originIP is the client that first handed the original to the outside

@@ -4,12 +4,16 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/resolver"
 )
 
 // KeyCache keeps DKIM key records for their DNS TTL, so that a burst of
 // bounces of our mail costs one key lookup. It is bounded: when full, the
-// entry closest to expiry is dropped. Only answers are kept; a failed lookup
-// is asked again next time. It is safe for concurrent use.
+// entry closest to expiry is dropped. A record that does not exist is
+// remembered for a few minutes (a forged signature can name any selector of
+// our domain); a failed lookup is asked again next time. It is safe for
+// concurrent use.
 type KeyCache struct {
 	mu     sync.Mutex
 	max    int
@@ -19,9 +23,13 @@ type KeyCache struct {
 }
 
 type keyEntry struct {
-	txt     []string
-	expires time.Time
+	txt      []string
+	notFound bool
+	expires  time.Time
 }
+
+// negativeTTL is how long a missing key record is remembered.
+const negativeTTL = 5 * time.Minute
 
 // DefaultKeyCacheSize bounds a KeyCache made with size 0.
 const DefaultKeyCacheSize = 1024
@@ -38,21 +46,21 @@ func NewKeyCache(size int) *KeyCache {
 	return &KeyCache{max: size, maxTTL: maxKeyTTL, m: make(map[string]keyEntry), now: time.Now}
 }
 
-func (k *KeyCache) get(name string) ([]string, bool) {
+func (k *KeyCache) get(name string) (e keyEntry, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e, ok := k.m[name]
+	e, ok = k.m[name]
 	if !ok {
-		return nil, false
+		return keyEntry{}, false
 	}
 	if !k.now().Before(e.expires) {
 		delete(k.m, name)
-		return nil, false
+		return keyEntry{}, false
 	}
-	return e.txt, true
+	return e, true
 }
 
-func (k *KeyCache) put(name string, txt []string, ttl time.Duration) {
+func (k *KeyCache) put(name string, txt []string, notFound bool, ttl time.Duration) {
 	if ttl <= 0 {
 		return
 	}
@@ -73,7 +81,7 @@ func (k *KeyCache) put(name string, txt []string, ttl time.Duration) {
 		}
 		delete(k.m, victim)
 	}
-	k.m[name] = keyEntry{txt: txt, expires: now.Add(ttl)}
+	k.m[name] = keyEntry{txt: txt, notFound: notFound, expires: now.Add(ttl)}
 }
 
 // Len is the number of records held.
@@ -92,13 +100,21 @@ func (c *Checker) keyLookup(ctx context.Context) func(string) ([]string, error) 
 			return nil, invalidName(name)
 		}
 		if c.KeyCache != nil {
-			if txt, ok := c.KeyCache.get(name); ok {
-				return txt, nil
+			if e, ok := c.KeyCache.get(name); ok {
+				if e.notFound {
+					return nil, dnsError(resolver.ErrNotFound, name)
+				}
+				return e.txt, nil
 			}
 		}
 		txt, ttl, err := c.Resolver.LookupTXT(ctx, name)
-		if err == nil && c.KeyCache != nil {
-			c.KeyCache.put(name, txt, ttl)
+		if c.KeyCache != nil {
+			switch {
+			case err == nil:
+				c.KeyCache.put(name, txt, false, ttl)
+			case resolver.IsNotFound(err):
+				c.KeyCache.put(name, nil, true, negativeTTL)
+			}
 		}
 		return txt, dnsError(err, name)
 	}

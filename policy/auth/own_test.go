@@ -240,3 +240,30 @@ func b64lines(b []byte) string {
 	out.WriteString(s)
 	return out.String()
 }
+
+// TestVerifyOwnAsksOnlyOurKeys: the other signatures of a returned
+// original (any d= a forger likes) cost no DNS lookup, and a selector of
+// ours that does not exist is asked once, not per bounce.
+func TestVerifyOwnAsksOnlyOurKeys(t *testing.T) {
+	c, s := newChecker(t, dkimZone(t))
+	c.KeyCache = NewKeyCache(8)
+	ed, _ := testKeys(t)
+	ours := signWith(t, outbound, "example.test", "ed", ed, dkim.CanonicalizationRelaxed)
+	both := sign(t, string(ours), "other.test", "ed", ed)
+	h, body := splitMsg(both)
+	if got := c.VerifyOwn(context.Background(), h, body, []string{"example.test"}); got.Result != OwnPass {
+		t.Fatalf("%+v", got)
+	}
+	if n := s.Queries("ed._domainkey.other.test", "TXT"); n != 0 {
+		t.Errorf("a foreign signature's key was asked %d times", n)
+	}
+	gone, _ := splitMsg(signWith(t, outbound, "example.test", "gone", ed, dkim.CanonicalizationRelaxed))
+	for range 3 {
+		if got := c.VerifyOwn(context.Background(), gone, nil, []string{"example.test"}); got.Result != OwnFail {
+			t.Fatalf("%+v", got)
+		}
+	}
+	if n := s.Queries("gone._domainkey.example.test", "TXT"); n != 1 {
+		t.Errorf("a missing key was asked %d times, want 1 (remembered)", n)
+	}
+}
