@@ -264,7 +264,7 @@ func verifyHeaders(fields []string, sig int, lookup func(string) ([]string, erro
 	}
 	signed := strings.Split(stripWSP(tags["h"]), ":")
 	if !containsFold(signed, "from") {
-		return d, errors.New("From is not signed")
+		return d, errors.New("the From field is not signed")
 	}
 	sigBytes, err := base64.StdEncoding.DecodeString(stripWSP(tags["b"]))
 	if err != nil {
