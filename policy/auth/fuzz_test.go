@@ -1,11 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 )
 
 // FuzzCheck feeds arbitrary messages and envelope senders through Check: no
@@ -51,6 +55,44 @@ func FuzzCheck(f *testing.F) {
 			if s.Valid == (s.Err != "") {
 				t.Fatalf("signature valid=%v with Err %q", s.Valid, s.Err)
 			}
+		}
+	})
+}
+
+// FuzzVerifyOwn feeds arbitrary returned header blocks and bodies through
+// the own-signature check: no panic, a pass only with a signature of ours,
+// and a failure always explained.
+func FuzzVerifyOwn(f *testing.F) {
+	c, _ := newChecker(f, dkimZone(f))
+	c.Timeout = time.Second
+	c.KeyCache = NewKeyCache(16)
+	ed, rk := testKeys(f)
+	for _, k := range []struct {
+		sel string
+		key crypto.Signer
+	}{{"ed", ed}, {"rsa", rk}} {
+		h, body := splitMsg(signWith(f, outbound, "example.test", k.sel, k.key, dkim.CanonicalizationRelaxed))
+		f.Add(h, body)
+		f.Add(h, []byte(nil))
+		f.Add(bytes.ReplaceAll(h, []byte("\r\n"), []byte("\n")), []byte("x"))
+	}
+	f.Add([]byte("DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=ed; h=from; bh=; b=\r\n\r\n"), []byte(nil))
+	f.Add([]byte("DKIM-Signature: v=1; d=example.test; d=example.test\r\n"), []byte(nil))
+	f.Add([]byte("DKIM-Signature:\r\n\t b=;\r\n \r\nFrom: a\r\n"), []byte("body"))
+	f.Fuzz(func(t *testing.T, header, body []byte) {
+		got := c.VerifyOwn(context.Background(), header, body, []string{"example.test"})
+		switch got.Result {
+		case OwnPass, OwnHeadersPass:
+			if got.Domain != "example.test" || !bytes.Contains(bytes.ToLower(header), []byte("dkim-signature")) {
+				t.Fatalf("%+v from %q", got, header)
+			}
+		case OwnFail:
+			if got.Detail == "" {
+				t.Fatalf("failure without detail: %q", header)
+			}
+		case OwnNone:
+		default:
+			t.Fatalf("result %q", got.Result)
 		}
 	})
 }
