@@ -57,6 +57,21 @@ func TestPostfixStamp(t *testing.T) {
 		t.Errorf("outbound verdict does not say it stamped: %s", v)
 	}
 
+	// A message without Date and Message-ID: Postfix's cleanup adds both
+	// before the milter sees the header (seen here), so the stamp covers
+	// them and verifies against what arrives.
+	r = pf.SendSession(t, mtatest.Session{LocalIP: "127.0.0.1", Helo: "client.example.org", Messages: []mtatest.SMTPMessage{{
+		From: "alice@example.org", To: []string{"friend@remote.test"},
+		Data: []byte("From: alice@example.org\nTo: friend@remote.test\nSubject: no date\n\nhello\n")}}})
+	if !r.Messages[0].Accepted() {
+		t.Fatalf("outbound without Date and Message-ID: %s", r.Messages[0])
+	}
+	msgs = pf.Sink.WaitMessages(t, 2, 30*time.Second)
+	noDate := msgs[len(msgs)-1].Header()
+	if res, found := check.Check(noDate, stamp.DefaultHeader); !found || res.Status != stamp.StatusOK {
+		t.Errorf("message without Date and Message-ID: stamp %+v found %v:\n%s", res, found, noDate)
+	}
+
 	// The sent log is emptied: a new milter with a fresh store takes the
 	// same socket.
 	first.stop()
