@@ -144,14 +144,15 @@ func (s *Stamper) GoString() string { return s.String() }
 
 // Sign returns the stamp value for a message with these fields.
 func (s *Stamper) Sign(f Fields) (string, error) {
-	if bounce.NormalizeMessageID(f.MessageID) == "" {
+	id := bounce.NormalizeMessageID(f.MessageID)
+	if id == "" {
 		return "", ErrNoMessageID
 	}
 	if err := s.Keys.Validate(); err != nil {
 		return "", err
 	}
 	st := Stamp{Version: Version, KeyID: s.Keys.Current, Day: s.Keys.ExpiryDay()}
-	mac, ok := s.mac(st, f)
+	mac, ok := s.mac(st, id, f)
 	if !ok {
 		return "", fmt.Errorf("stamp: current key %d is not configured", st.KeyID)
 	}
@@ -159,7 +160,9 @@ func (s *Stamper) Sign(f Fields) (string, error) {
 	return st.String(), nil
 }
 
-func (s *Stamper) mac(st Stamp, f Fields) ([MACLen]byte, bool) {
+// mac computes the MAC of a stamp for fields whose Message-ID is already
+// normalised (id).
+func (s *Stamper) mac(st Stamp, id string, f Fields) ([MACLen]byte, bool) {
 	h, ok := s.Keys.NewHMAC(st.KeyID, sha256.New)
 	if !ok {
 		return [MACLen]byte{}, false
@@ -168,7 +171,7 @@ func (s *Stamper) mac(st Stamp, f Fields) ([MACLen]byte, bool) {
 	b := append(buf[:0], "backscatter-stamp"...)
 	b = append(b, byte(st.Version), byte(st.KeyID))
 	b = binary.BigEndian.AppendUint16(b, uint16(st.Day))
-	b = appendField(b, bounce.NormalizeMessageID(f.MessageID))
+	b = appendField(b, id)
 	b = appendField(b, CanonicalDate(f.Date))
 	b = appendField(b, CanonicalFrom(f.From))
 	h.Write(b)
@@ -236,11 +239,12 @@ func (s *Stamper) Verify(value string, f Fields) Result {
 		return Result{Status: StatusBad, Reason: ReasonMalformed, KeyID: -1, Day: -1}
 	}
 	r := Result{KeyID: st.KeyID, Day: st.Day}
-	if bounce.NormalizeMessageID(f.MessageID) == "" {
+	id := bounce.NormalizeMessageID(f.MessageID)
+	if id == "" {
 		r.Status, r.Reason = StatusBad, ReasonNoMessageID
 		return r
 	}
-	want, ok := s.mac(st, f)
+	want, ok := s.mac(st, id, f)
 	if !ok {
 		r.Status, r.Reason = StatusBad, ReasonUnknownKey
 		return r
