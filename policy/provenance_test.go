@@ -442,3 +442,60 @@ func rawHeader(hs []Header) []byte {
 	b.WriteString("\r\n")
 	return b.Bytes()
 }
+
+// TestStampSurvivesReturnFormats: the stamp proves the original whatever
+// form the bouncer returned it in: a "> "-quoted inline copy, a
+// quoted-printable text part with soft line breaks, re-folded fields.
+func TestStampSurvivesReturnFormats(t *testing.T) {
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	st := newRealStamper(now)
+	from := `"Bob Example, Accounts Receivable Department of Example Org" <bob@Example.ORG>`
+	h, err := st.Stamp("<inv-7@example.org>", "Tue, 01 Dec 2026 13:59:00 +0000", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := "Received: from mail.example.org (mail.example.org [192.0.2.1])\n\tby mx.remote.test with ESMTP id 1; Tue, 01 Dec 2026 14:00:00 +0000\n" +
+		"From: " + from + "\nTo: nobody@remote.test\nSubject: invoice\nDate: Tue, 01 Dec 2026 13:59:00 +0000\n" +
+		"Message-ID: <inv-7@example.org>\n" + h.Name + ": " + h.Value + "\n"
+	quoted := "> " + strings.ReplaceAll(strings.TrimSuffix(orig, "\n"), "\n", "\n> ") + "\n"
+	// Quoted-printable as a bouncer writes it: long lines broken with soft
+	// breaks ("=" at the end of a line), '=' itself as =3D.
+	qp := strings.NewReplacer("=", "=3D").Replace(orig)
+	qp = strings.Replace(qp, "Accounts Receivable", "Accounts =\nReceivable", 1)
+	qp = strings.Replace(qp, h.Value[:20], h.Value[:20]+"=\n", 1)
+	refolded := strings.Replace(orig, h.Name+": ", h.Name+":\n\t", 1)
+	refolded = strings.Replace(refolded, "Message-ID: <", "Message-ID:\n  <", 1)
+
+	textBounce := func(text string) []byte {
+		return []byte("This is the mail system at host mx.remote.test.\n\nI'm sorry to have to inform you that your message could not\n" +
+			"be delivered to one or more recipients.\n\n<nobody@remote.test>: host mx.remote.test said: 550 5.1.1 unknown user\n\n" +
+			"--- Original message follows ---\n\n" + text + "\nbody\n")
+	}
+	for name, body := range map[string][]byte{
+		"> quoted inline": textBounce(quoted),
+		"re-folded":       textBounce(refolded),
+	} {
+		e := testEngine()
+		e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+		tx := begin(e, cleanIP, "")
+		e.Rcpt(context.Background(), tx, "bob@example.org", "")
+		tx.Headers = []Header{{"From", " MAILER-DAEMON@mx.remote.test"}, {"To", " bob@example.org"}, {"Subject", " Undelivered Mail Returned to Sender"}}
+		tx.Body = body
+		v := e.End(context.Background(), tx)
+		if !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept {
+			t.Errorf("%s: %v %v notes %v", name, v.Action, v.Evidence, v.Notes)
+		}
+	}
+	// The same in a quoted-printable text part of a multipart report.
+	e := testEngine()
+	e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+	tx := begin(e, cleanIP, "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "")
+	tx.Headers = dsn("", "")
+	tx.Body = []byte(strings.ReplaceAll("--BB\nContent-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: quoted-printable\n\n"+
+		"Your message could not be delivered.\n\n--- Original message follows ---\n\n"+qp+"\n--BB\nContent-Type: message/delivery-status\n\n"+
+		"Reporting-MTA: dns; mx.remote.test\n\nFinal-Recipient: rfc822; nobody@remote.test\nAction: failed\nStatus: 5.1.1\n\n--BB--\n", "\n", "\r\n"))
+	if v := e.End(context.Background(), tx); !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept {
+		t.Errorf("quoted-printable inline copy: %v %v notes %v", v.Action, v.Evidence, v.Notes)
+	}
+}
