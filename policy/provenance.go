@@ -31,6 +31,10 @@ const (
 	StampOK      StampStatus = "ok"      // ours, for this very message, within its lifetime
 	StampBad     StampStatus = "bad"     // does not verify: copied onto another message, or altered
 	StampExpired StampStatus = "expired" // ours and for this message, past its lifetime
+	// StampUnverifiable: malformed, made with a key no longer configured, or
+	// the copy lacks its Message-ID. No evidence: a forger gains nothing by
+	// writing one, a damaged or retired real stamp looks like this.
+	StampUnverifiable StampStatus = "unverifiable"
 )
 
 // Stamper adds the stamp to outbound mail and checks it on returned
@@ -149,11 +153,12 @@ func (e *Engine) provenanceEvidence(ctx context.Context, t *Transaction, rep *bo
 	proved := ev.ProvedBy() != ""
 	if p.Stamp != nil {
 		if st, detail, found := p.Stamp.CheckStamp(rep.OriginalHeader); found {
-			name := map[StampStatus]string{StampOK: EvBounceOursStamp, StampExpired: EvBounceStampExpired}[st]
+			name := map[StampStatus]string{StampOK: EvBounceOursStamp, StampExpired: EvBounceStampExpired, StampBad: EvBounceStampBad}[st]
 			if name == "" {
-				name = EvBounceStampBad
+				v.Notes = append(v.Notes, "stamp cannot be checked ("+detail+"): no evidence")
+			} else {
+				ev = append(ev, Evidence{Name: name, Weight: e.Settings.weight(name), Detail: detail})
 			}
-			ev = append(ev, Evidence{Name: name, Weight: e.Settings.weight(name), Detail: detail})
 			proved = proved || st == StampOK
 		}
 	}

@@ -46,6 +46,8 @@ func (r realStamper) CheckStamp(h []byte) (StampStatus, string, bool) {
 		return StampOK, "", true
 	case res.Status == stamp.StatusExpired:
 		return StampExpired, "", true
+	case res.Status == stamp.StatusUnverifiable:
+		return StampUnverifiable, res.Reason, true
 	}
 	return StampBad, res.Reason, true
 }
@@ -181,6 +183,8 @@ func TestBounceLadder(t *testing.T) {
 			[]string{EvBounceOursStamp, EvBounceNotOurs}, []string{EvBounceStampBad}},
 		{"copied stamp is no proof", line(copied), DKIMProof{Result: DKIMNone}, nil, Quarantine,
 			[]string{EvBounceStampBad, EvBounceNotOurs}, []string{EvBounceOursStamp}},
+		{"unreadable stamp: no evidence either way", line(Header{Name: own.Name, Value: "1.0.007.zz"}), DKIMProof{Result: DKIMNone}, nil, Quarantine,
+			[]string{EvBounceNotOurs}, []string{EvBounceOursStamp, EvBounceStampBad}},
 		{"own DKIM, whole", "", DKIMProof{Result: DKIMPass, Domain: "example.org"}, nil, Accept,
 			[]string{EvBounceOursDKIM}, nil},
 		{"own DKIM, headers", "", DKIMProof{Result: DKIMHeadersPass, Domain: "example.org"}, nil, Accept,

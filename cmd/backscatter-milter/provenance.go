@@ -57,6 +57,8 @@ func (s stamper) CheckStamp(header []byte) (policy.StampStatus, string, bool) {
 		return policy.StampOK, fmt.Sprintf("key %d, %d days left", r.KeyID, r.DaysLeft), true
 	case stamp.StatusExpired:
 		return policy.StampExpired, fmt.Sprintf("key %d, expired", r.KeyID), true
+	case stamp.StatusUnverifiable:
+		return policy.StampUnverifiable, r.Reason, true
 	}
 	return policy.StampBad, r.Reason, true
 }

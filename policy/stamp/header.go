@@ -78,21 +78,21 @@ func ReadHeader(header []byte, name string) (f Fields, stamps []string) {
 
 // Check verifies the stamps in a returned header block against that block's
 // own Message-ID, Date and From. found is false when the block carries no
-// stamp field named name; otherwise the best result is returned (ok before
-// expired before bad), so a stray bad field cannot hide a good one.
+// stamp field named name; otherwise the best result is returned (ok, then
+// expired, then unverifiable, then bad), so a stray field cannot hide a
+// good one.
 func (s *Stamper) Check(header []byte, name string) (r Result, found bool) {
 	f, stamps := ReadHeader(header, name)
 	if len(stamps) == 0 {
 		return Result{}, false
 	}
-	best := Result{Status: StatusBad, Reason: ReasonMalformed, KeyID: -1, Day: -1}
-	for _, v := range stamps {
+	for i, v := range stamps {
 		got := s.Verify(v, f)
-		if rank(got.Status) < rank(best.Status) || best.Reason == ReasonMalformed && got.Status == StatusBad {
-			best = got
+		if i == 0 || rank(got.Status) < rank(r.Status) {
+			r = got
 		}
 	}
-	return best, true
+	return r, true
 }
 
 func rank(s Status) int {
@@ -101,6 +101,8 @@ func rank(s Status) int {
 		return 0
 	case StatusExpired:
 		return 1
+	case StatusUnverifiable:
+		return 2
 	}
-	return 2
+	return 3
 }

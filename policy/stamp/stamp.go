@@ -196,11 +196,16 @@ type Status int
 
 const (
 	StatusOK      Status = iota // ours, for this message, within its lifetime
-	StatusBad                   // malformed, unknown key, or made for other fields (copied, altered)
+	StatusBad                   // made for other fields: copied onto another message, or altered
 	StatusExpired               // ours and for this message, but past its lifetime
+	// StatusUnverifiable: the stamp cannot be checked (malformed, made with
+	// a key no longer configured, or the copy lacks its Message-ID). A forger
+	// gains nothing by writing one, so it says nothing either way; a real
+	// stamp damaged in transit or made with a retired key looks like this.
+	StatusUnverifiable
 )
 
-// String returns "ok", "bad" or "expired".
+// String returns "ok", "bad", "expired" or "unverifiable".
 func (s Status) String() string {
 	switch s {
 	case StatusOK:
@@ -209,11 +214,13 @@ func (s Status) String() string {
 		return "bad"
 	case StatusExpired:
 		return "expired"
+	case StatusUnverifiable:
+		return "unverifiable"
 	}
 	return "unknown"
 }
 
-// Reasons for StatusBad, fit for logs.
+// Reasons for StatusBad and StatusUnverifiable, fit for logs.
 const (
 	ReasonMalformed   = "malformed stamp"
 	ReasonUnknownKey  = "unknown key"
@@ -224,7 +231,7 @@ const (
 // Result is what Verify found.
 type Result struct {
 	Status   Status
-	Reason   string // why the status is bad; empty otherwise
+	Reason   string // why the status is bad or unverifiable; empty otherwise
 	KeyID    int    // -1 when the stamp did not parse
 	Day      int    // -1 when the stamp did not parse
 	DaysLeft int    // (Day − today) mod 1000, for a stamp whose MAC verified
@@ -236,17 +243,17 @@ type Result struct {
 func (s *Stamper) Verify(value string, f Fields) Result {
 	st, err := Parse(value)
 	if err != nil {
-		return Result{Status: StatusBad, Reason: ReasonMalformed, KeyID: -1, Day: -1}
+		return Result{Status: StatusUnverifiable, Reason: ReasonMalformed, KeyID: -1, Day: -1}
 	}
 	r := Result{KeyID: st.KeyID, Day: st.Day}
 	id := bounce.NormalizeMessageID(f.MessageID)
 	if id == "" {
-		r.Status, r.Reason = StatusBad, ReasonNoMessageID
+		r.Status, r.Reason = StatusUnverifiable, ReasonNoMessageID
 		return r
 	}
 	want, ok := s.mac(st, id, f)
 	if !ok {
-		r.Status, r.Reason = StatusBad, ReasonUnknownKey
+		r.Status, r.Reason = StatusUnverifiable, ReasonUnknownKey
 		return r
 	}
 	if !hmac.Equal(want[:], st.MAC[:]) {

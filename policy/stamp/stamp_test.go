@@ -75,7 +75,7 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := s.Sign(Fields{MessageID: "  <> ", From: msg.From}); err != ErrNoMessageID {
 		t.Fatalf("Sign with empty Message-ID: %v", err)
 	}
-	if r := s.Verify(v, Fields{Date: msg.Date, From: msg.From}); r.Status != StatusBad || r.Reason != ReasonNoMessageID {
+	if r := s.Verify(v, Fields{Date: msg.Date, From: msg.From}); r.Status != StatusUnverifiable || r.Reason != ReasonNoMessageID {
 		t.Fatalf("Verify without Message-ID = %+v", r)
 	}
 }
@@ -159,7 +159,7 @@ func TestTampering(t *testing.T) {
 	}
 	x := st
 	x.KeyID = 5
-	if r := s.Verify(x.String(), msg); r.Status != StatusBad || r.Reason != ReasonUnknownKey {
+	if r := s.Verify(x.String(), msg); r.Status != StatusUnverifiable || r.Reason != ReasonUnknownKey {
 		t.Errorf("unknown key: %+v", r)
 	}
 }
@@ -197,7 +197,7 @@ func TestRotation(t *testing.T) {
 	}
 	// Key 0 dropped: its stamps are no longer ours.
 	s.Keys.Keys = s.Keys.Keys[1:]
-	if r := s.Verify(v0, msg); r.Status != StatusBad || r.Reason != ReasonUnknownKey {
+	if r := s.Verify(v0, msg); r.Status != StatusUnverifiable || r.Reason != ReasonUnknownKey {
 		t.Errorf("retired key removed: %+v", r)
 	}
 	if r := s.Verify(v1, msg); r.Status != StatusOK {
@@ -256,6 +256,9 @@ func TestCheckBest(t *testing.T) {
 		DefaultHeader + ": junk\n" + DefaultHeader + ": " + v + "\n"
 	if r, found := s.Check([]byte(hdr), DefaultHeader); !found || r.Status != StatusOK {
 		t.Fatalf("junk before a good stamp: %+v", r)
+	}
+	if r, found := s.Check([]byte("Message-ID: <a@b>\n"+DefaultHeader+": 1.0.007.zz\n"), DefaultHeader); !found || r.Status != StatusUnverifiable {
+		t.Fatalf("malformed stamp alone: %+v", r)
 	}
 	if _, found := s.Check([]byte("Message-ID: <a@b>\n"), DefaultHeader); found {
 		t.Fatal("found a stamp where there is none")
