@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/policy/stamp"
 )
 
 func TestProvenanceConfig(t *testing.T) {
@@ -14,7 +16,7 @@ func TestProvenanceConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Provenance.Stamp.Enabled || c.Provenance.Stamp.Header != "X-Backscatter-Stamp" || c.Provenance.Stamp.Lifetime.D() != 30*24*time.Hour ||
+	if c.Provenance.Stamp.Enabled || c.Provenance.Stamp.Header != stamp.DefaultHeader || c.Provenance.Stamp.Lifetime.D() != 30*24*time.Hour ||
 		!c.Provenance.DKIM || !c.Provenance.OriginSPF {
 		t.Fatalf("defaults: %+v", c.Provenance)
 	}
