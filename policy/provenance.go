@@ -110,12 +110,16 @@ func (e *Engine) stampOutbound(t *Transaction, v *Verdict) {
 	if e.Provenance == nil || e.Provenance.Stamp == nil {
 		return
 	}
-	id := t.Header("Message-Id")
-	if bounce.NormalizeMessageID(id) == "" {
-		v.Notes = append(v.Notes, "no Message-ID: not stamped")
-		return
+	id, date, from := t.Header("Message-Id"), t.Header("Date"), t.Header("From")
+	for _, f := range []struct{ name, val string }{{"Message-ID", bounce.NormalizeMessageID(id)}, {"Date", date}, {"From", from}} {
+		if strings.TrimSpace(f.val) == "" {
+			// The MTA may add it after we have seen the header (Sendmail
+			// does): a stamp made without it would not verify.
+			v.Notes = append(v.Notes, "no "+f.name+": not stamped")
+			return
+		}
 	}
-	h, err := e.Provenance.Stamp.Stamp(id, t.Header("Date"), t.Header("From"))
+	h, err := e.Provenance.Stamp.Stamp(id, date, from)
 	if err != nil {
 		v.Notes = append(v.Notes, "stamp: "+err.Error())
 		return

@@ -33,9 +33,15 @@ const maxValueLen = 256
 // cut, the same way at signing and at verification.
 const maxFieldLen = 4096
 
-// ErrNoMessageID is returned by Sign for a message without a Message-ID: a
-// stamp bound to no identity would prove nothing.
-var ErrNoMessageID = errors.New("stamp: message has no Message-ID")
+// Errors returned by Sign for a message that lacks a covered field. Without
+// a Message-ID a stamp would be bound to no identity; without Date or From
+// the MTA may add one after the milter has seen the header (Sendmail does),
+// and the stamp would then not verify against what was sent.
+var (
+	ErrNoMessageID = errors.New("stamp: message has no Message-ID")
+	ErrNoDate      = errors.New("stamp: message has no Date")
+	ErrNoFrom      = errors.New("stamp: message has no From")
+)
 
 // Fields are the header values a stamp covers, as written in the message
 // (unfolded or not: canonicalisation takes care of that).
@@ -145,8 +151,13 @@ func (s *Stamper) GoString() string { return s.String() }
 // Sign returns the stamp value for a message with these fields.
 func (s *Stamper) Sign(f Fields) (string, error) {
 	id := bounce.NormalizeMessageID(f.MessageID)
-	if id == "" {
+	switch {
+	case id == "":
 		return "", ErrNoMessageID
+	case strings.TrimSpace(f.Date) == "":
+		return "", ErrNoDate
+	case strings.TrimSpace(f.From) == "":
+		return "", ErrNoFrom
 	}
 	if err := s.Keys.Validate(); err != nil {
 		return "", err
@@ -199,7 +210,7 @@ const (
 	StatusBad                   // made for other fields: copied onto another message, or altered
 	StatusExpired               // ours and for this message, but past its lifetime
 	// StatusUnverifiable: the stamp cannot be checked (malformed, made with
-	// a key no longer configured, or the copy lacks its Message-ID). A forger
+	// a key no longer configured, or the copy lacks a covered field). A forger
 	// gains nothing by writing one, so it says nothing either way; a real
 	// stamp damaged in transit or made with a retired key looks like this.
 	StatusUnverifiable
@@ -226,6 +237,7 @@ const (
 	ReasonUnknownKey  = "unknown key"
 	ReasonMAC         = "does not match this message's Message-ID, Date and From"
 	ReasonNoMessageID = "the message has no Message-ID"
+	ReasonNoField     = "the copy lacks its Date or From"
 )
 
 // Result is what Verify found.
@@ -249,6 +261,11 @@ func (s *Stamper) Verify(value string, f Fields) Result {
 	id := bounce.NormalizeMessageID(f.MessageID)
 	if id == "" {
 		r.Status, r.Reason = StatusUnverifiable, ReasonNoMessageID
+		return r
+	}
+	if strings.TrimSpace(f.Date) == "" || strings.TrimSpace(f.From) == "" {
+		// Stamps are only made with both: a copy without one was cut short.
+		r.Status, r.Reason = StatusUnverifiable, ReasonNoField
 		return r
 	}
 	want, ok := s.mac(st, id, f)

@@ -75,6 +75,17 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := s.Sign(Fields{MessageID: "  <> ", From: msg.From}); err != ErrNoMessageID {
 		t.Fatalf("Sign with empty Message-ID: %v", err)
 	}
+	if _, err := s.Sign(Fields{MessageID: msg.MessageID, From: msg.From}); err != ErrNoDate {
+		t.Fatalf("Sign without Date: %v", err)
+	}
+	if _, err := s.Sign(Fields{MessageID: msg.MessageID, Date: msg.Date, From: " "}); err != ErrNoFrom {
+		t.Fatalf("Sign without From: %v", err)
+	}
+	for _, f := range []Fields{{MessageID: msg.MessageID, From: msg.From}, {MessageID: msg.MessageID, Date: msg.Date}} {
+		if r := s.Verify(v, f); r.Status != StatusUnverifiable || r.Reason != ReasonNoField {
+			t.Fatalf("Verify of a copy without Date or From = %+v", r)
+		}
+	}
 	if r := s.Verify(v, Fields{Date: msg.Date, From: msg.From}); r.Status != StatusUnverifiable || r.Reason != ReasonNoMessageID {
 		t.Fatalf("Verify without Message-ID = %+v", r)
 	}
