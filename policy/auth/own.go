@@ -225,86 +225,102 @@ func stripWSP(s string) string {
 	}, s)
 }
 
-// verifyHeaders verifies the header hash of the signature in fields[sig]
-// without the body: RFC 6376 §3.7 steps for the data hash, §3.6 key record.
-func verifyHeaders(fields []string, sig int, lookup func(string) ([]string, error)) (string, error) {
-	_, val, _ := strings.Cut(fields[sig], ":")
+// sigParams are the tags of a DKIM-Signature that the header check needs.
+type sigParams struct {
+	domain, selector string
+	keyAlgo          string   // "rsa" or "ed25519"
+	headerCan        string   // "simple" or "relaxed"
+	signed           []string // h=
+	sig              []byte   // b=
+}
+
+// parseSig reads and checks a DKIM-Signature value (RFC 6376 §3.5). The
+// domain is returned even when the signature is refused, for the log.
+func parseSig(val string, now time.Time) (sigParams, error) {
 	tags, err := parseTags(val)
 	if err != nil {
-		return "", err
+		return sigParams{}, err
 	}
 	for _, t := range []string{"v", "a", "b", "bh", "d", "h", "s"} {
 		if _, ok := tags[t]; !ok {
-			return "", fmt.Errorf("signature lacks %s=", t)
+			return sigParams{}, fmt.Errorf("signature lacks %s=", t)
 		}
 	}
-	d := strings.ToLower(strings.TrimSuffix(stripWSP(tags["d"]), "."))
+	p := sigParams{domain: strings.ToLower(strings.TrimSuffix(stripWSP(tags["d"]), ".")), selector: stripWSP(tags["s"])}
 	if tags["v"] != "1" {
-		return d, errors.New("signature version is not 1")
+		return p, errors.New("signature version is not 1")
 	}
 	if _, ok := tags["l"]; ok {
-		return d, errors.New("signature has a body length limit (l=)")
+		return p, errors.New("signature has a body length limit (l=)")
 	}
 	if x, ok := tags["x"]; ok {
-		if n, err := strconv.ParseInt(stripWSP(x), 10, 64); err != nil || time.Now().Unix() > n {
-			return d, errors.New("signature expired (x=)")
+		if n, err := strconv.ParseInt(stripWSP(x), 10, 64); err != nil || now.Unix() > n {
+			return p, errors.New("signature expired (x=)")
 		}
 	}
 	algo := strings.ToLower(stripWSP(tags["a"]))
 	if algo != "rsa-sha256" && algo != "ed25519-sha256" {
-		return d, fmt.Errorf("algorithm %q not accepted", oneLine(algo))
+		return p, fmt.Errorf("algorithm %q not accepted", oneLine(algo))
 	}
-	keyAlgo, _, _ := strings.Cut(algo, "-")
-	headerCan, _, _ := strings.Cut(stripWSP(tags["c"]), "/")
-	if headerCan == "" {
-		headerCan = "simple"
+	p.keyAlgo, _, _ = strings.Cut(algo, "-")
+	p.headerCan, _, _ = strings.Cut(stripWSP(tags["c"]), "/")
+	if p.headerCan == "" {
+		p.headerCan = "simple"
 	}
-	if headerCan != "simple" && headerCan != "relaxed" {
-		return d, fmt.Errorf("header canonicalisation %q unknown", oneLine(headerCan))
+	if p.headerCan != "simple" && p.headerCan != "relaxed" {
+		return p, fmt.Errorf("header canonicalisation %q unknown", oneLine(p.headerCan))
 	}
-	signed := strings.Split(stripWSP(tags["h"]), ":")
-	if !containsFold(signed, "from") {
-		return d, errors.New("the From field is not signed")
+	p.signed = strings.Split(stripWSP(tags["h"]), ":")
+	if !containsFold(p.signed, "from") {
+		return p, errors.New("the From field is not signed")
 	}
-	sigBytes, err := base64.StdEncoding.DecodeString(stripWSP(tags["b"]))
+	if p.sig, err = base64.StdEncoding.DecodeString(stripWSP(tags["b"])); err != nil {
+		return p, errors.New("b= is not base64")
+	}
+	return p, nil
+}
+
+// verifyHeaders verifies the header hash of the signature in fields[sig]
+// without the body: RFC 6376 §3.7 steps for the data hash, §3.6 key record.
+func verifyHeaders(fields []string, sig int, lookup func(string) ([]string, error)) (string, error) {
+	_, val, _ := strings.Cut(fields[sig], ":")
+	p, err := parseSig(val, time.Now())
 	if err != nil {
-		return d, errors.New("b= is not base64")
+		return p.domain, err
 	}
-	sel := stripWSP(tags["s"])
-	txt, err := lookup(sel + "._domainkey." + d)
+	name := p.selector + "._domainkey." + p.domain
+	txt, err := lookup(name)
 	if err != nil {
-		return d, fmt.Errorf("key %s._domainkey.%s: %v", sel, d, err)
+		return p.domain, fmt.Errorf("key %s: %v", name, err)
 	}
 	if len(txt) != 1 {
-		return d, fmt.Errorf("key %s._domainkey.%s: %d TXT records", sel, d, len(txt))
+		return p.domain, fmt.Errorf("key %s: %d TXT records", name, len(txt))
 	}
-	pub, err := parseKey(txt[0], keyAlgo)
+	pub, err := parseKey(txt[0], p.keyAlgo)
 	if err != nil {
-		return d, err
+		return p.domain, err
 	}
 
 	h := sha256.New()
 	picked := map[string]int{}
-	for _, name := range signed {
-		if f, ok := pickField(fields, sig, name, picked); ok {
-			h.Write([]byte(canonHeader(f, headerCan)))
+	for _, n := range p.signed {
+		if f, ok := pickField(fields, sig, n, picked); ok {
+			h.Write([]byte(canonHeader(f, p.headerCan)))
 		}
 	}
-	self := strings.TrimSuffix(canonHeader(withoutB(fields[sig]), headerCan), "\r\n")
-	h.Write([]byte(self))
+	h.Write([]byte(strings.TrimSuffix(canonHeader(withoutB(fields[sig]), p.headerCan), "\r\n")))
 	sum := h.Sum(nil)
+	ok := false
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		err = rsa.VerifyPKCS1v15(k, crypto.SHA256, sum, sigBytes)
+		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, sum, p.sig) == nil
 	case ed25519.PublicKey:
-		if !ed25519.Verify(k, sum, sigBytes) {
-			err = errors.New("ed25519 signature mismatch")
-		}
+		ok = ed25519.Verify(k, sum, p.sig)
 	}
-	if err != nil {
-		return d, errors.New("header signature did not verify")
+	if !ok {
+		return p.domain, errors.New("header signature did not verify")
 	}
-	return d, nil
+	return p.domain, nil
 }
 
 // pickField returns the field for one h= entry: instances of a name are
