@@ -151,7 +151,7 @@ func headerBlock(hs []Header) []byte {
 // it finds to ev, the evidence the message's kind already produced.
 func (e *Engine) provenanceEvidence(ctx context.Context, t *Transaction, rep *bounce.Report, v *Verdict, ev Evidences) Evidences {
 	p := e.Provenance
-	if p == nil || rep.Kind == bounce.KindFeedback || len(rep.OriginalHeader) == 0 {
+	if p == nil || rep.Kind == bounce.KindFeedback || rep.Kind == bounce.KindAggregateReport || len(rep.OriginalHeader) == 0 {
 		return ev
 	}
 	proved := ev.ProvedBy() != ""
