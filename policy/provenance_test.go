@@ -507,3 +507,30 @@ func TestStampSurvivesReturnFormats(t *testing.T) {
 		t.Errorf("quoted-printable inline copy: %v %v notes %v", v.Action, v.Evidence, v.Notes)
 	}
 }
+
+// TestMDNStamp: a read receipt (RFC 8098) returning our stamped header is
+// proved ours by the stamp, with nothing in the sent log.
+func TestMDNStamp(t *testing.T) {
+	st := newRealStamper(time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC))
+	const date = "Tue, 01 Dec 2026 13:00:00 +0000"
+	h, err := st.Stamp("<read-1@example.org>", date, "bob@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEngine()
+	e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+	tx := begin(e, cleanIP, "")
+	e.Rcpt(context.Background(), tx, "bob@example.org", "")
+	tx.Headers = []Header{{"From", " carol@remote.test"}, {"To", " bob@example.org"}, {"Subject", " Read: hello"},
+		{"MIME-Version", " 1.0"}, {"Content-Type", ` multipart/report; report-type=disposition-notification; boundary="RR"`}}
+	tx.Body = []byte(strings.ReplaceAll("--RR\nContent-Type: text/plain\n\nYour message was displayed.\n\n"+
+		"--RR\nContent-Type: message/disposition-notification\n\nReporting-UA: mua.remote.test; Mail\n"+
+		"Final-Recipient: rfc822; carol@remote.test\nOriginal-Message-ID: <read-1@example.org>\n"+
+		"Disposition: manual-action/MDN-sent-manually; displayed\n\n"+
+		"--RR\nContent-Type: text/rfc822-headers\n\nFrom: bob@example.org\nTo: carol@remote.test\nSubject: hello\nDate: "+date+
+		"\nMessage-ID: <read-1@example.org>\n"+h.Name+": "+h.Value+"\n\n--RR--\n", "\n", "\r\n"))
+	v := e.End(context.Background(), tx)
+	if !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept || v.Evidence.ProvedBy() != EvBounceOursStamp {
+		t.Fatalf("MDN: %v %v notes %v", v.Action, v.Evidence, v.Notes)
+	}
+}
