@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -76,14 +77,26 @@ func DefaultWeights() map[string]int {
 	}
 }
 
+// ProofNames is every evidence that proves inbound mail answers something
+// we sent, strongest first: the stateless proofs of the provenance ladder
+// (provenance.go), the sent log, a valid tag, our relays. ProvedBy picks
+// the first present; report and metrics show it as "proved by".
+var ProofNames = []string{EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr, EvBounceOurs,
+	EvAutoreplyOurs, EvMDNOurs, EvBATVOK, EvBounceOursRelay}
+
 // ProvesOurs reports whether evidence name proves that inbound mail
-// answers something we sent (a valid tag, the sent log, our relays).
-func ProvesOurs(name string) bool {
-	switch name {
-	case EvBATVOK, EvBounceOurs, EvBounceOursRelay, EvAutoreplyOurs, EvMDNOurs:
-		return true
+// answers something we sent (one of ProofNames).
+func ProvesOurs(name string) bool { return slices.Contains(ProofNames, name) }
+
+// ProvedBy returns the proof that makes a message ours: the first of
+// ProofNames present, or "" when none is.
+func (es Evidences) ProvedBy() string {
+	for _, n := range ProofNames {
+		if es.Has(n) {
+			return n
+		}
 	}
-	return false
+	return ""
 }
 
 // Evidence is one named, weighted reason.

@@ -89,22 +89,6 @@ type Provenance struct {
 	Offline   bool
 }
 
-// ProofNames is the ladder's order: the evidence that proves a bounce is
-// ours, strongest first. ProvedBy reads it; report and metrics show it.
-var ProofNames = []string{EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr, EvBounceOurs,
-	EvAutoreplyOurs, EvBATVOK, EvBounceOursRelay}
-
-// ProvedBy returns the proof that made a message ours: the first evidence
-// present in ProofNames order, or "" when none is.
-func (es Evidences) ProvedBy() string {
-	for _, n := range ProofNames {
-		if es.Has(n) {
-			return n
-		}
-	}
-	return ""
-}
-
 // stampOutbound adds the stamp to an outbound message at end of message.
 func (e *Engine) stampOutbound(t *Transaction, v *Verdict) {
 	if e.Provenance == nil || e.Provenance.Stamp == nil {

@@ -1,10 +1,8 @@
 package policy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -280,49 +278,6 @@ func TestProvenanceOffline(t *testing.T) {
 
 // ---- corpus scenarios ------------------------------------------------
 
-// provenanceCorpusDir finds ../shared/corpus (or $BACKSCATTER_CORPUS); it
-// fails when CI has it and the test cannot read it.
-func provenanceCorpusDir(t *testing.T) string {
-	dir := os.Getenv("BACKSCATTER_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "corpus")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "truth.jsonl")); err != nil {
-		if os.Getenv("BACKSCATTER_CORPUS") != "" || os.Getenv("BACKSCATTER_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("corpus not readable at %s: %v", dir, err)
-		}
-		t.Skipf("corpus not found at %s", dir)
-	}
-	return dir
-}
-
-type corpusFile struct {
-	File string `json:"file"`
-	Kind string `json:"kind"`
-}
-
-// splitMessage turns a raw message into the header fields the MTA would hand
-// the milter (continuation lines kept in the value) and the body.
-func splitMessage(raw []byte) ([]Header, []byte) {
-	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
-	raw = bytes.ReplaceAll(raw, []byte("\r"), []byte("\n")) // old Mac line ends
-	var hs []Header
-	rest := raw
-	for len(rest) > 0 {
-		line, next, _ := bytes.Cut(rest, []byte("\n"))
-		if len(bytes.TrimSpace(line)) == 0 {
-			return hs, bytes.ReplaceAll(next, []byte("\n"), []byte("\r\n"))
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(hs) > 0 {
-			hs[len(hs)-1].Value += "\n" + string(line)
-		} else if n, v, ok := bytes.Cut(line, []byte(":")); ok {
-			hs = append(hs, Header{Name: string(n), Value: string(v)})
-		}
-		rest = next
-	}
-	return hs, nil
-}
-
 // originalIDLine finds the line of the returned original that carries its
 // Message-ID (plain, or "> "-quoted), in the body of the bounce.
 var originalIDLine = regexp.MustCompile(`(?im)^([ \t>|]*)message-id:`)
@@ -363,12 +318,7 @@ func runCorpusMessage(e *Engine, hs []Header, body []byte) *Verdict {
 // Message-ID we can see as text) is accepted once stamped, with BATV off and
 // an empty sent log; and a stamp copied from another original is never proof.
 func TestCorpusStamp(t *testing.T) {
-	dir := provenanceCorpusDir(t)
-	f, err := os.Open(filepath.Join(dir, "truth.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	dir := corpusRoot(t)
 	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
 	st := newRealStamper(now)
 	e := testEngine()
@@ -379,13 +329,7 @@ func TestCorpusStamp(t *testing.T) {
 
 	var stamped, copiedRuns, noOriginal, noText int
 	var prev stamp.Fields
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var cf corpusFile
-		if err := json.Unmarshal(sc.Bytes(), &cf); err != nil {
-			t.Fatal(err)
-		}
+	for _, cf := range loadCorpus(t, dir) {
 		raw, err := os.ReadFile(filepath.Join(dir, "bounces", cf.File))
 		if err != nil {
 			t.Fatal(err)
@@ -431,9 +375,6 @@ func TestCorpusStamp(t *testing.T) {
 			}
 		}
 		prev = fields
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	t.Logf("stamped and accepted: %d; copied-stamp runs: %d; no original, or no Message-ID, Date or From: %d; original not stampable as text: %d",
 		stamped, copiedRuns, noOriginal, noText)
