@@ -58,7 +58,7 @@ func (e *Engine) contentEvidence(ctx context.Context, t *Transaction, v *Verdict
 		v.Notes = append(v.Notes, rep.Kind.String()+": not scored")
 		return rep.Kind, nil
 	}
-	return rep.Kind, e.provenanceEvidence(ctx, t, rep, v, ev)
+	return rep.Kind, e.provenanceEvidence(ctx, rep, v, ev)
 }
 
 func (e *Engine) bounceEvidence(ctx context.Context, rep *bounce.Report, v *Verdict) Evidences {

@@ -32,7 +32,7 @@ const (
 	StampBad     StampStatus = "bad"     // does not verify: copied onto another message, or altered
 	StampExpired StampStatus = "expired" // ours and for this message, past its lifetime
 	// StampUnverifiable: malformed, made with a key no longer configured, or
-	// the copy lacks its Message-ID. No evidence: a forger gains nothing by
+	// the copy lacks a covered field. No evidence: a forger gains nothing by
 	// writing one, a damaged or retired real stamp looks like this.
 	StampUnverifiable StampStatus = "unverifiable"
 )
@@ -42,7 +42,7 @@ const (
 type Stamper interface {
 	// Stamp returns the header to add to an outbound message whose
 	// Message-ID, Date and From fields are given. An error means no stamp
-	// (no Message-ID, no usable key).
+	// (a field missing, no usable key).
 	Stamp(messageID, date, from string) (Header, error)
 	// CheckStamp verifies the stamps of a raw header block against that
 	// block's own Message-ID, Date and From; found is false without a stamp.
@@ -133,7 +133,7 @@ func headerBlock(hs []Header) []byte {
 
 // provenanceEvidence runs the ladder on a returned original and adds what
 // it finds to ev, the evidence the message's kind already produced.
-func (e *Engine) provenanceEvidence(ctx context.Context, t *Transaction, rep *bounce.Report, v *Verdict, ev Evidences) Evidences {
+func (e *Engine) provenanceEvidence(ctx context.Context, rep *bounce.Report, v *Verdict, ev Evidences) Evidences {
 	p := e.Provenance
 	if p == nil || rep.Kind == bounce.KindFeedback || rep.Kind == bounce.KindAggregateReport || len(rep.OriginalHeader) == 0 {
 		return ev
