@@ -24,7 +24,6 @@ func buildProvenance(cfg *config.Config, comp *config.Compiled, checker *auth.Ch
 		p.Stamp = stamper{s: &stamp.Stamper{Keys: keys}, header: cfg.Provenance.Stamp.Header}
 	}
 	if checker != nil && cfg.Provenance.DKIM && len(comp.DKIMDomains) > 0 {
-		checker.KeyCache = auth.NewKeyCache(0)
 		p.DKIM = ownDKIM{c: checker, domains: comp.DKIMDomains}
 	}
 	if checker != nil && cfg.Provenance.OriginSPF {

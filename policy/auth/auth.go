@@ -77,7 +77,6 @@ type Checker struct {
 	Resolver      resolver.Resolver
 	Timeout       time.Duration // for all lookups of one call; 0 means DefaultTimeout
 	MaxSignatures int           // DKIM signatures verified per message; 0 means DefaultMaxSignatures
-	KeyCache      *KeyCache     // DKIM key records of VerifyOwn; nil: no cache
 }
 
 func (c *Checker) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {

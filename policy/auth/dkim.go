@@ -18,22 +18,9 @@ func (c *Checker) DKIM(ctx context.Context, raw []byte, mailFrom string) []DKIMS
 	defer cancel()
 	_, fromDomain := splitSender(mailFrom)
 
-	limit := c.MaxSignatures
-	if limit <= 0 {
-		limit = DefaultMaxSignatures
-	}
-	lookup := func(name string) ([]string, error) {
-		if !validName(name) {
-			return nil, invalidName(name)
-		}
-		txt, _, err := c.Resolver.LookupTXT(ctx, name)
-		// The library calls a key lookup error temporary when it is a
-		// net.Error whose Temporary() is true, permanent otherwise.
-		return txt, dnsError(err, name)
-	}
 	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
-		LookupTXT:        lookup,
-		MaxVerifications: limit,
+		LookupTXT:        c.keyLookup(ctx),
+		MaxVerifications: c.maxSignatures(),
 	})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		// The header could not be read, or verification broke in a way the
@@ -81,4 +68,26 @@ func MayAlign(signatureValues []string, mailFrom string) bool {
 		}
 	}
 	return false
+}
+
+// keyLookup is the DKIM key lookup of both verifiers (DKIM, VerifyOwn):
+// through the resolver seam (a caching one in the milter: keys are kept for
+// their TTL), refusing names DNS cannot carry.
+func (c *Checker) keyLookup(ctx context.Context) func(string) ([]string, error) {
+	return func(name string) ([]string, error) {
+		if !validName(name) {
+			return nil, invalidName(name)
+		}
+		txt, _, err := c.Resolver.LookupTXT(ctx, name)
+		// The library calls a key lookup error temporary when it is a
+		// net.Error whose Temporary() is true, permanent otherwise.
+		return txt, dnsError(err, name)
+	}
+}
+
+func (c *Checker) maxSignatures() int {
+	if c.MaxSignatures > 0 {
+		return c.MaxSignatures
+	}
+	return DefaultMaxSignatures
 }

@@ -50,7 +50,9 @@ type OwnDKIM struct {
 // against signatures made by go-msgauth.
 //
 // A failure is reported, never turned into evidence by this package. Keys
-// are cached for their DNS TTL (bounded).
+// are asked through the Checker's resolver, which in the milter keeps them
+// for their TTL (resolver.Cache: bounded, negative answers too); only keys
+// of our own domains are ever asked.
 func (c *Checker) VerifyOwn(ctx context.Context, header, body []byte, domains []string) OwnDKIM {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -115,13 +117,6 @@ func (c *Checker) VerifyOwn(ctx context.Context, header, body []byte, domains []
 		why = append(why, "headers: "+oneLine(err.Error()))
 	}
 	return OwnDKIM{Result: OwnFail, Detail: strings.Join(why, "; ")}
-}
-
-func (c *Checker) maxSignatures() int {
-	if c.MaxSignatures > 0 {
-		return c.MaxSignatures
-	}
-	return DefaultMaxSignatures
 }
 
 func hasSuffixFold(s, suffix string) bool {
