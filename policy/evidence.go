@@ -78,11 +78,12 @@ func DefaultWeights() map[string]int {
 }
 
 // ProofNames is every evidence that proves inbound mail answers something
-// we sent, strongest first: the stateless proofs of the provenance ladder
-// (provenance.go), the sent log, a valid tag, our relays. ProvedBy picks
-// the first present; report and metrics show it as "proved by".
-var ProofNames = []string{EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr, EvBounceOurs,
-	EvAutoreplyOurs, EvMDNOurs, EvBATVOK, EvBounceOursRelay}
+// we sent, strongest first: a valid tag and the stateless proofs of the
+// provenance ladder (provenance.go), then the sent log, then our relays
+// (spoofable). ProvedBy picks the first present; report and metrics show it
+// as "proved by".
+var ProofNames = []string{EvBATVOK, EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr, EvBounceOurs,
+	EvAutoreplyOurs, EvMDNOurs, EvBounceOursRelay}
 
 // ProvesOurs reports whether evidence name proves that inbound mail
 // answers something we sent (one of ProofNames).
