@@ -1,4 +1,4 @@
-package policy
+package policy_test
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
+	"github.com/backscatter-milter/backscatter-milter/policy"
 	"github.com/backscatter-milter/backscatter-milter/policy/batv"
 	"github.com/backscatter-milter/backscatter-milter/policy/bounce"
 	"github.com/backscatter-milter/backscatter-milter/policy/stamp"
@@ -30,34 +32,34 @@ func newRealStamper(now time.Time) realStamper {
 	return realStamper{s: &stamp.Stamper{Keys: keys}, header: stamp.DefaultHeader}
 }
 
-func (r realStamper) Stamp(id, date, from string) (Header, error) {
+func (r realStamper) Stamp(id, date, from string) (policy.Header, error) {
 	v, err := r.s.Sign(stamp.Fields{MessageID: id, Date: date, From: from})
-	return Header{Name: r.header, Value: v}, err
+	return policy.Header{Name: r.header, Value: v}, err
 }
 
-func (r realStamper) CheckStamp(h []byte) (StampStatus, string, bool) {
+func (r realStamper) CheckStamp(h []byte) (policy.StampStatus, string, bool) {
 	res, found := r.s.Check(h, r.header)
 	switch {
 	case !found:
 		return "", "", false
 	case res.Status == stamp.StatusOK:
-		return StampOK, "", true
+		return policy.StampOK, "", true
 	case res.Status == stamp.StatusExpired:
-		return StampExpired, "", true
+		return policy.StampExpired, "", true
 	case res.Status == stamp.StatusUnverifiable:
-		return StampUnverifiable, res.Reason, true
+		return policy.StampUnverifiable, res.Reason, true
 	}
-	return StampBad, res.Reason, true
+	return policy.StampBad, res.Reason, true
 }
 
 type fakeDKIM struct {
-	res       DKIMProof
+	res       policy.DKIMProof
 	withBody  bool
 	calls     int
 	gotHeader []byte
 }
 
-func (f *fakeDKIM) VerifyOwn(_ context.Context, header, body []byte) DKIMProof {
+func (f *fakeDKIM) VerifyOwn(_ context.Context, header, body []byte) policy.DKIMProof {
 	f.calls++
 	f.withBody, f.gotHeader = body != nil, header
 	return f.res
@@ -71,9 +73,9 @@ type fakeOriginSPF struct {
 func (f *fakeOriginSPF) SPFOfOriginal(_ context.Context, ip netip.Addr, sender string) (string, string, error) {
 	f.asked = append(f.asked, ip.String()+" "+sender)
 	if r, ok := f.res[ip.String()]; ok {
-		return r, Domain(sender), nil
+		return r, policy.Domain(sender), nil
 	}
-	return "temperror", Domain(sender), errors.New("dns: temporary failure")
+	return "temperror", policy.Domain(sender), errors.New("dns: temporary failure")
 }
 
 // TestProvenanceWeights holds the default weights to the rules of the
@@ -81,29 +83,30 @@ func (f *fakeOriginSPF) SPFOfOriginal(_ context.Context, ip netip.Addr, sender s
 // origin SPF fail with bounce:not-ours quarantines; none of these rejects
 // on its own.
 func TestProvenanceWeights(t *testing.T) {
-	s := DefaultSettings()
+	s := policy.DefaultSettings()
 	th := s.Thresholds
-	against := s.weight(EvBounceNotOurs) + s.weight(EvBATVMissing)
-	for _, proof := range []string{EvBounceOursStamp, EvBounceOursDKIM, EvBounceOursDKIMHdr} {
-		if got := th.Action(s.weight(proof) + against); got != Accept {
-			t.Errorf("%s + not-ours + batv:missing = %d: %v, want accept", proof, s.weight(proof)+against, got)
+	ws := policy.DefaultWeights()
+	against := weight(ws, policy.EvBounceNotOurs) + weight(ws, policy.EvBATVMissing)
+	for _, proof := range []string{policy.EvBounceOursStamp, policy.EvBounceOursDKIM, policy.EvBounceOursDKIMHdr} {
+		if got := th.Action(weight(ws, proof) + against); got != policy.Accept {
+			t.Errorf("%s + not-ours + batv:missing = %d: %v, want accept", proof, weight(ws, proof)+against, got)
 		}
 	}
-	if s.weight(EvBounceOursDKIMHdr) <= s.weight(EvBounceOursDKIM) {
+	if weight(ws, policy.EvBounceOursDKIMHdr) <= weight(ws, policy.EvBounceOursDKIM) {
 		t.Errorf("headers-only DKIM should weigh a little less than whole-message DKIM")
 	}
-	if got := th.Action(s.weight(EvBounceOriginSPFFail) + s.weight(EvBounceNotOurs)); got != Quarantine {
+	if got := th.Action(weight(ws, policy.EvBounceOriginSPFFail) + weight(ws, policy.EvBounceNotOurs)); got != policy.Quarantine {
 		t.Errorf("origin-spf-fail + not-ours: %v, want quarantine", got)
 	}
-	for _, n := range []string{EvBounceStampBad, EvBounceStampExpired, EvBounceOriginSPFFail} {
-		if w := s.weight(n); w <= 0 || th.Action(w) == Reject || th.Action(w+s.weight(EvBounceNotOurs)) == Reject {
+	for _, n := range []string{policy.EvBounceStampBad, policy.EvBounceStampExpired, policy.EvBounceOriginSPFFail} {
+		if w := weight(ws, n); w <= 0 || th.Action(w) == policy.Reject || th.Action(w+weight(ws, policy.EvBounceNotOurs)) == policy.Reject {
 			t.Errorf("%s weighs %d: must be positive, and reject neither alone nor with not-ours", n, w)
 		}
 	}
-	if w := s.weight(EvBounceOriginSPFPass); w >= 0 || w <= s.weight(EvBounceOursDKIMHdr) {
+	if w := weight(ws, policy.EvBounceOriginSPFPass); w >= 0 || w <= weight(ws, policy.EvBounceOursDKIMHdr) {
 		t.Errorf("origin-spf-pass weighs %d: want a weak negative", w)
 	}
-	if s.weight(EvBounceStampExpired) >= s.weight(EvBounceStampBad) {
+	if weight(ws, policy.EvBounceStampExpired) >= weight(ws, policy.EvBounceStampBad) {
 		t.Error("an expired stamp must weigh less than a bad one")
 	}
 }
@@ -112,39 +115,39 @@ func TestOutboundStamp(t *testing.T) {
 	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
 	e := testEngine()
 	st := newRealStamper(now)
-	e.Provenance = &Provenance{Stamp: st}
-	tx := e.Begin(context.Background(), "s1", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
-	tx.Headers = []Header{{"From", " Alice <alice@example.org>"}, {"Message-Id", " <out-1@example.org>"}, {"Date", " Tue, 01 Dec 2026 14:00:00 +0000"}}
+	e.Provenance = &policy.Provenance{Stamp: st}
+	tx := e.Begin(context.Background(), "s1", policy.Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx.Headers = []policy.Header{{"From", " Alice <alice@example.org>"}, {"Message-Id", " <out-1@example.org>"}, {"Date", " Tue, 01 Dec 2026 14:00:00 +0000"}}
 	v := e.End(context.Background(), tx)
 	if len(v.Mods.AddHeaders) != 1 || v.Mods.AddHeaders[0].Name != stamp.DefaultHeader || !hasNote(v, "stamped") {
 		t.Fatalf("mods %+v notes %v", v.Mods, v.Notes)
 	}
 	// Returned with that header: proof.
 	block := append(headerBlock(tx.Headers), []byte(v.Mods.AddHeaders[0].Name+": "+v.Mods.AddHeaders[0].Value+"\n")...)
-	if s, _, found := st.CheckStamp(block); !found || s != StampOK {
+	if s, _, found := st.CheckStamp(block); !found || s != policy.StampOK {
 		t.Fatalf("own stamp: %v %v", s, found)
 	}
 	// Passing through a second MTA of ours: not stamped twice.
-	tx2 := e.Begin(context.Background(), "s2", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
-	tx2.Headers = append(append([]Header{}, tx.Headers...), v.Mods.AddHeaders[0])
+	tx2 := e.Begin(context.Background(), "s2", policy.Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx2.Headers = append(append([]policy.Header{}, tx.Headers...), v.Mods.AddHeaders[0])
 	if v2 := e.End(context.Background(), tx2); len(v2.Mods.AddHeaders) != 0 || !hasNote(v2, "already stamped") {
 		t.Fatalf("second pass: %+v %v", v2.Mods, v2.Notes)
 	}
 	// No Message-ID: no stamp, and the verdict says so.
-	tx3 := e.Begin(context.Background(), "s3", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
-	tx3.Headers = []Header{{"From", " alice@example.org"}}
+	tx3 := e.Begin(context.Background(), "s3", policy.Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx3.Headers = []policy.Header{{"From", " alice@example.org"}}
 	if v3 := e.End(context.Background(), tx3); len(v3.Mods.AddHeaders) != 0 || !hasNote(v3, "no Message-ID: not stamped") {
 		t.Fatalf("no Message-ID: %+v %v", v3.Mods, v3.Notes)
 	}
 	// No Date (Sendmail adds one after the milter): no stamp either.
-	tx4 := e.Begin(context.Background(), "s4", Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
-	tx4.Headers = []Header{{"From", " alice@example.org"}, {"Message-Id", " <out-4@example.org>"}}
+	tx4 := e.Begin(context.Background(), "s4", policy.Connection{ClientIP: netip.MustParseAddr("127.0.0.1")}, "alice@example.org", "", "")
+	tx4.Headers = []policy.Header{{"From", " alice@example.org"}, {"Message-Id", " <out-4@example.org>"}}
 	if v4 := e.End(context.Background(), tx4); len(v4.Mods.AddHeaders) != 0 || !hasNote(v4, "no Date: not stamped") {
 		t.Fatalf("no Date: %+v %v", v4.Mods, v4.Notes)
 	}
 }
 
-func hasNote(v *Verdict, s string) bool {
+func hasNote(v *policy.Verdict, s string) bool {
 	for _, n := range v.Notes {
 		if strings.Contains(n, s) {
 			return true
@@ -159,7 +162,7 @@ func stampedDSN(msgID, relay, extra string) []byte {
 	return bytes.Replace(b, []byte("Message-ID: <"+msgID+">"), []byte(extra+"Message-ID: <"+msgID+">"), 1)
 }
 
-func endWith(t *testing.T, e *Engine, body []byte) *Verdict {
+func endWith(t *testing.T, e *policy.Engine, body []byte) *policy.Verdict {
 	t.Helper()
 	tx := begin(e, cleanIP, "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "")
@@ -172,47 +175,47 @@ func TestBounceLadder(t *testing.T) {
 	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
 	st := newRealStamper(now)
 	const date = "Tue, 01 Dec 2026 13:00:00 +0000"
-	own, _ := st.Stamp("<mine-1@example.org>", date, "bob@example.org")
-	copied, _ := st.Stamp("<other@example.org>", date, "bob@example.org")
-	line := func(h Header) string { return "Date: " + date + "\r\n" + h.Name + ": " + h.Value + "\r\n" }
+	own, _ := st.Stamp("<mine-1@example.org>", date, "someone@example.org") // the From of policytest.DSN's original
+	copied, _ := st.Stamp("<other@example.org>", date, "someone@example.org")
+	line := func(h policy.Header) string { return "Date: " + date + "\r\n" + h.Name + ": " + h.Value + "\r\n" }
 
 	cases := []struct {
 		name     string
 		extra    string
-		dkim     DKIMProof
+		dkim     policy.DKIMProof
 		spf      map[string]string
-		want     Action
+		want     policy.Action
 		has, not []string
 	}{
-		{"stamp proves it, whatever the sent log says", line(own), DKIMProof{Result: DKIMNone}, nil, Accept,
-			[]string{EvBounceOursStamp, EvBounceNotOurs}, []string{EvBounceStampBad}},
-		{"copied stamp is no proof", line(copied), DKIMProof{Result: DKIMNone}, nil, Quarantine,
-			[]string{EvBounceStampBad, EvBounceNotOurs}, []string{EvBounceOursStamp}},
-		{"unreadable stamp: no evidence either way", line(Header{Name: own.Name, Value: "1.0.007.zz"}), DKIMProof{Result: DKIMNone}, nil, Quarantine,
-			[]string{EvBounceNotOurs}, []string{EvBounceOursStamp, EvBounceStampBad}},
-		{"own DKIM, whole", "", DKIMProof{Result: DKIMPass, Domain: "example.org"}, nil, Accept,
-			[]string{EvBounceOursDKIM}, nil},
-		{"own DKIM, headers", "", DKIMProof{Result: DKIMHeadersPass, Domain: "example.org"}, nil, Accept,
-			[]string{EvBounceOursDKIMHdr}, nil},
-		{"own DKIM fails: only a note", "", DKIMProof{Result: DKIMFail, Detail: "body hash"}, nil, Quarantine,
-			[]string{EvBounceNotOurs}, []string{EvBounceOursDKIM, EvBounceOursDKIMHdr}},
-		{"origin SPF fail", "", DKIMProof{Result: DKIMNone}, map[string]string{"198.51.100.9": "fail"}, Quarantine,
-			[]string{EvBounceOriginSPFFail, EvBounceNotOurs}, nil},
+		{"stamp proves it, whatever the sent log says", line(own), policy.DKIMProof{Result: policy.DKIMNone}, nil, policy.Accept,
+			[]string{policy.EvBounceOursStamp, policy.EvBounceNotOurs}, []string{policy.EvBounceStampBad}},
+		{"copied stamp is no proof", line(copied), policy.DKIMProof{Result: policy.DKIMNone}, nil, policy.Quarantine,
+			[]string{policy.EvBounceStampBad, policy.EvBounceNotOurs}, []string{policy.EvBounceOursStamp}},
+		{"unreadable stamp: no evidence either way", line(policy.Header{Name: own.Name, Value: "1.0.007.zz"}), policy.DKIMProof{Result: policy.DKIMNone}, nil, policy.Quarantine,
+			[]string{policy.EvBounceNotOurs}, []string{policy.EvBounceOursStamp, policy.EvBounceStampBad}},
+		{"own DKIM, whole", "", policy.DKIMProof{Result: policy.DKIMPass, Domain: "example.org"}, nil, policy.Accept,
+			[]string{policy.EvBounceOursDKIM}, nil},
+		{"own DKIM, headers", "", policy.DKIMProof{Result: policy.DKIMHeadersPass, Domain: "example.org"}, nil, policy.Accept,
+			[]string{policy.EvBounceOursDKIMHdr}, nil},
+		{"own DKIM fails: only a note", "", policy.DKIMProof{Result: policy.DKIMFail, Detail: "body hash"}, nil, policy.Quarantine,
+			[]string{policy.EvBounceNotOurs}, []string{policy.EvBounceOursDKIM, policy.EvBounceOursDKIMHdr}},
+		{"origin SPF fail", "", policy.DKIMProof{Result: policy.DKIMNone}, map[string]string{"198.51.100.9": "fail"}, policy.Quarantine,
+			[]string{policy.EvBounceOriginSPFFail, policy.EvBounceNotOurs}, nil},
 		// Weak: a real bounce of ours that the sent log missed is delivered
 		// (tagged); a forger who writes our address into Received gets as far.
-		{"origin SPF pass", "", DKIMProof{Result: DKIMNone}, map[string]string{"198.51.100.9": "pass"}, Tag,
-			[]string{EvBounceOriginSPFPass}, nil},
-		{"origin SPF temperror: no evidence", "", DKIMProof{Result: DKIMNone}, nil, Quarantine,
-			nil, []string{EvBounceOriginSPFFail, EvBounceOriginSPFPass}},
+		{"origin SPF pass", "", policy.DKIMProof{Result: policy.DKIMNone}, map[string]string{"198.51.100.9": "pass"}, policy.Tag,
+			[]string{policy.EvBounceOriginSPFPass}, nil},
+		{"origin SPF temperror: no evidence", "", policy.DKIMProof{Result: policy.DKIMNone}, nil, policy.Quarantine,
+			nil, []string{policy.EvBounceOriginSPFFail, policy.EvBounceOriginSPFPass}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := testEngine()
 			e.Tagger = nil
-			e.Sent = &fakeSent{}
+			e.Sent = policytest.NewSent()
 			dk := &fakeDKIM{res: c.dkim}
 			spf := &fakeOriginSPF{res: c.spf}
-			e.Provenance = &Provenance{Stamp: st, DKIM: dk, OriginSPF: spf}
+			e.Provenance = &policy.Provenance{Stamp: st, DKIM: dk, OriginSPF: spf}
 			v := endWith(t, e, stampedDSN("mine-1@example.org", "spam.remote.test", c.extra))
 			if v.Action != c.want {
 				t.Errorf("action %v score %d evidence %v notes %v, want %v", v.Action, v.Score, v.Evidence, v.Notes, c.want)
@@ -227,10 +230,10 @@ func TestBounceLadder(t *testing.T) {
 					t.Errorf("unexpected %s in %v", n, v.Evidence)
 				}
 			}
-			if c.dkim.Result == DKIMFail && !hasNote(v, "did not verify") {
+			if c.dkim.Result == policy.DKIMFail && !hasNote(v, "did not verify") {
 				t.Errorf("no note for the DKIM failure: %v", v.Notes)
 			}
-			if v.Evidence.Has(EvBounceOursStamp) && (dk.calls != 0 || len(spf.asked) != 0) {
+			if v.Evidence.Has(policy.EvBounceOursStamp) && (dk.calls != 0 || len(spf.asked) != 0) {
 				t.Errorf("a stamp proved it, yet DNS checks ran (dkim %d, spf %v)", dk.calls, spf.asked)
 			}
 			if c.spf != nil && len(spf.asked) != 1 {
@@ -242,7 +245,7 @@ func TestBounceLadder(t *testing.T) {
 
 func TestOriginIP(t *testing.T) {
 	e := testEngine()
-	e.S.TrustedNetworks = append(e.S.TrustedNetworks, netip.MustParsePrefix("203.0.113.0/24"))
+	e.Settings.TrustedNetworks = append(e.Settings.TrustedNetworks, netip.MustParsePrefix("203.0.113.0/24"))
 	hop := func(raw, ip string) bounce.Hop { return bounce.Hop{Raw: raw, ClientIP: netip.MustParseAddr(ip)} }
 	for _, c := range []struct {
 		name string
@@ -259,7 +262,7 @@ func TestOriginIP(t *testing.T) {
 			hop("from pc by web with SMTP", "10.1.2.3")}, "192.0.2.1"},
 		{"none public", []bounce.Hop{hop("from pc by web with SMTP", "10.1.2.3")}, "invalid IP"},
 	} {
-		if got := e.originIP(c.hops).String(); got != c.want {
+		if got := e.OriginIP(c.hops).String(); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
@@ -268,8 +271,8 @@ func TestOriginIP(t *testing.T) {
 func TestProvenanceOffline(t *testing.T) {
 	e := testEngine()
 	e.Tagger = nil
-	e.Sent = &fakeSent{}
-	e.Provenance = &Provenance{Offline: true}
+	e.Sent = policytest.NewSent()
+	e.Provenance = &policy.Provenance{Offline: true}
 	v := endWith(t, e, stampedDSN("x@example.org", "spam.remote.test", ""))
 	if !hasNote(v, "skipped (offline)") {
 		t.Fatalf("notes %v", v.Notes)
@@ -287,7 +290,7 @@ var originalIDLine = regexp.MustCompile(`(?im)^([ \t>|]*)message-id:`)
 // that the stamp landed in the original's header block (a bounce may quote
 // several header blocks). ok is false when no Message-ID line of the
 // original is there as text (a base64 part).
-func insertStamp(hs []Header, body []byte, value string) ([]byte, bool) {
+func insertStamp(hs []policy.Header, body []byte, value string) ([]byte, bool) {
 	top := rawHeader(hs)
 	for _, l := range originalIDLine.FindAllSubmatchIndex(body, -1) {
 		prefix := body[l[2]:l[3]]
@@ -306,7 +309,7 @@ func insertStamp(hs []Header, body []byte, value string) ([]byte, bool) {
 	return nil, false
 }
 
-func runCorpusMessage(e *Engine, hs []Header, body []byte) *Verdict {
+func runCorpusMessage(e *policy.Engine, hs []policy.Header, body []byte) *policy.Verdict {
 	tx := begin(e, cleanIP, "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "")
 	tx.Headers = hs
@@ -323,9 +326,9 @@ func TestCorpusStamp(t *testing.T) {
 	st := newRealStamper(now)
 	e := testEngine()
 	e.Tagger = nil
-	e.Sent = &fakeSent{}
+	e.Sent = policytest.NewSent()
 	e.Lists = nil
-	e.Provenance = &Provenance{Stamp: st}
+	e.Provenance = &policy.Provenance{Stamp: st}
 
 	var stamped, copiedRuns, noOriginal, noText int
 	var prev stamp.Fields
@@ -356,10 +359,10 @@ func TestCorpusStamp(t *testing.T) {
 		}
 		stamped++
 		v := runCorpusMessage(e, hs, sb)
-		if v.Action != Accept || !v.Evidence.Has(EvBounceOursStamp) {
+		if v.Action != policy.Accept || !v.Evidence.Has(policy.EvBounceOursStamp) {
 			t.Errorf("%s (%s): stamped original: %v score %d %v notes %v", cf.File, cf.Kind, v.Action, v.Score, v.Evidence, v.Notes)
 		}
-		if v.Evidence.ProvedBy() != EvBounceOursStamp {
+		if v.Evidence.ProvedBy() != policy.EvBounceOursStamp {
 			t.Errorf("%s: proved by %q", cf.File, v.Evidence.ProvedBy())
 		}
 
@@ -370,7 +373,7 @@ func TestCorpusStamp(t *testing.T) {
 			base := runCorpusMessage(e, hs, body)
 			v := runCorpusMessage(e, hs, cb)
 			copiedRuns++
-			if v.Evidence.Has(EvBounceOursStamp) || !v.Evidence.Has(EvBounceStampBad) || v.Action < base.Action || v.Score <= base.Score {
+			if v.Evidence.Has(policy.EvBounceOursStamp) || !v.Evidence.Has(policy.EvBounceStampBad) || v.Action < base.Action || v.Score <= base.Score {
 				t.Errorf("%s: copied stamp: %v score %d %v (unstamped: %v %d)", cf.File, v.Action, v.Score, v.Evidence, base.Action, base.Score)
 			}
 		}
@@ -383,7 +386,7 @@ func TestCorpusStamp(t *testing.T) {
 	}
 }
 
-func rawHeader(hs []Header) []byte {
+func rawHeader(hs []policy.Header) []byte {
 	var b bytes.Buffer
 	for _, h := range hs {
 		b.WriteString(h.Name + ":" + strings.ReplaceAll(h.Value, "\n", "\r\n") + "\r\n")
@@ -425,26 +428,26 @@ func TestStampSurvivesReturnFormats(t *testing.T) {
 		"re-folded":       textBounce(refolded),
 	} {
 		e := testEngine()
-		e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+		e.Tagger, e.Sent, e.Provenance = nil, policytest.NewSent(), &policy.Provenance{Stamp: st}
 		tx := begin(e, cleanIP, "")
 		e.Rcpt(context.Background(), tx, "bob@example.org", "")
-		tx.Headers = []Header{{"From", " MAILER-DAEMON@mx.remote.test"}, {"To", " bob@example.org"}, {"Subject", " Undelivered Mail Returned to Sender"}}
+		tx.Headers = []policy.Header{{"From", " MAILER-DAEMON@mx.remote.test"}, {"To", " bob@example.org"}, {"Subject", " Undelivered Mail Returned to Sender"}}
 		tx.Body = body
 		v := e.End(context.Background(), tx)
-		if !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept {
+		if !v.Evidence.Has(policy.EvBounceOursStamp) || v.Action != policy.Accept {
 			t.Errorf("%s: %v %v notes %v", name, v.Action, v.Evidence, v.Notes)
 		}
 	}
 	// The same in a quoted-printable text part of a multipart report.
 	e := testEngine()
-	e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+	e.Tagger, e.Sent, e.Provenance = nil, policytest.NewSent(), &policy.Provenance{Stamp: st}
 	tx := begin(e, cleanIP, "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "")
 	tx.Headers = dsn("", "")
 	tx.Body = []byte(strings.ReplaceAll("--BB\nContent-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: quoted-printable\n\n"+
 		"Your message could not be delivered.\n\n--- Original message follows ---\n\n"+qp+"\n--BB\nContent-Type: message/delivery-status\n\n"+
 		"Reporting-MTA: dns; mx.remote.test\n\nFinal-Recipient: rfc822; nobody@remote.test\nAction: failed\nStatus: 5.1.1\n\n--BB--\n", "\n", "\r\n"))
-	if v := e.End(context.Background(), tx); !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept {
+	if v := e.End(context.Background(), tx); !v.Evidence.Has(policy.EvBounceOursStamp) || v.Action != policy.Accept {
 		t.Errorf("quoted-printable inline copy: %v %v notes %v", v.Action, v.Evidence, v.Notes)
 	}
 }
@@ -459,10 +462,10 @@ func TestMDNStamp(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := testEngine()
-	e.Tagger, e.Sent, e.Provenance = nil, &fakeSent{}, &Provenance{Stamp: st}
+	e.Tagger, e.Sent, e.Provenance = nil, policytest.NewSent(), &policy.Provenance{Stamp: st}
 	tx := begin(e, cleanIP, "")
 	e.Rcpt(context.Background(), tx, "bob@example.org", "")
-	tx.Headers = []Header{{"From", " carol@remote.test"}, {"To", " bob@example.org"}, {"Subject", " Read: hello"},
+	tx.Headers = []policy.Header{{"From", " carol@remote.test"}, {"To", " bob@example.org"}, {"Subject", " Read: hello"},
 		{"MIME-Version", " 1.0"}, {"Content-Type", ` multipart/report; report-type=disposition-notification; boundary="RR"`}}
 	tx.Body = []byte(strings.ReplaceAll("--RR\nContent-Type: text/plain\n\nYour message was displayed.\n\n"+
 		"--RR\nContent-Type: message/disposition-notification\n\nReporting-UA: mua.remote.test; Mail\n"+
@@ -471,7 +474,18 @@ func TestMDNStamp(t *testing.T) {
 		"--RR\nContent-Type: text/rfc822-headers\n\nFrom: bob@example.org\nTo: carol@remote.test\nSubject: hello\nDate: "+date+
 		"\nMessage-ID: <read-1@example.org>\n"+h.Name+": "+h.Value+"\n\n--RR--\n", "\n", "\r\n"))
 	v := e.End(context.Background(), tx)
-	if !v.Evidence.Has(EvBounceOursStamp) || v.Action != Accept || v.Evidence.ProvedBy() != EvBounceOursStamp {
+	if !v.Evidence.Has(policy.EvBounceOursStamp) || v.Action != policy.Accept || v.Evidence.ProvedBy() != policy.EvBounceOursStamp {
 		t.Fatalf("MDN: %v %v notes %v", v.Action, v.Evidence, v.Notes)
 	}
+}
+
+func weight(ws map[string]int, name string) int { return ws[name] }
+
+// headerBlock writes header fields as a raw block.
+func headerBlock(hs []policy.Header) []byte {
+	var b bytes.Buffer
+	for _, h := range hs {
+		b.WriteString(h.Name + ":" + h.Value + "\n")
+	}
+	return b.Bytes()
 }
