@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -94,6 +96,18 @@ func TestPostfixStamp(t *testing.T) {
 		v := second.waitVerdict(t, "real bounce", func(v verdict) bool { return v.QueueID == mr.QueueID() && v.Stage == "eom" })
 		if v.Action != "accept" || !v.has("bounce:ours-stamp") || v.has("bounce:ours") {
 			t.Errorf("verdict %s", v)
+		}
+		resp, err := http.Get("http://" + second.d.metrics.addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{`backscatter_milter_proved_by_total{proof="bounce:ours-stamp"} 1`,
+			`backscatter_milter_proved_by_total{proof="bounce:ours"} 0`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("metrics lack %q", want)
+			}
 		}
 	})
 

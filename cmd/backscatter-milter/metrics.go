@@ -45,6 +45,7 @@ type metricsServer struct {
 	ndr      *prometheus.CounterVec
 	ndrKind  map[policy.NDROutcome]prometheus.Counter // fixed at start
 	ndrGen   map[policy.AuthResult]prometheus.Counter
+	provedBy map[string]prometheus.Counter // by policy.ProofNames, fixed at start
 	decision map[policy.Stage]prometheus.Observer
 	sessions prometheus.Gauge
 	refused  prometheus.Counter
@@ -154,6 +155,13 @@ func startMetrics(listen string, d *daemon, log *zap.Logger) (*metricsServer, er
 	for _, a := range authResults {
 		m.ndrGen[a] = ndrGen.WithLabelValues(string(a))
 	}
+	provedBy := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "proved_by_total",
+		Help: "Inbound answers to our mail (bounces, read receipts, auto-replies) delivered, by the proof that made them ours (the first of policy.ProofNames present)."},
+		[]string{"proof"})
+	m.provedBy = map[string]prometheus.Counter{}
+	for _, p := range policy.ProofNames {
+		m.provedBy[p] = provedBy.WithLabelValues(p)
+	}
 	decision := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "decision_seconds",
 		Help: "Time the policy took for a verdict, by stage (rcpt, eom, internal-bounce).", Buckets: decisionBuckets}, []string{"stage"})
 	m.decision = map[policy.Stage]prometheus.Observer{}
@@ -195,7 +203,7 @@ func startMetrics(listen string, d *daemon, log *zap.Logger) (*metricsServer, er
 	c.batv[0], c.batv[1] = batvSign.WithLabelValues("signed"), batvSign.WithLabelValues("error")
 	m.counts = c
 
-	m.reg.MustRegister(messages, m.evidence, m.rcptRej, m.ndr, ndrGen, decision, m.sessions, m.refused, m.errors, m.reloads,
+	m.reg.MustRegister(messages, m.evidence, m.rcptRej, m.ndr, ndrGen, provedBy, decision, m.sessions, m.refused, m.errors, m.reloads,
 		buildInfo, spf, dkim, batvSign,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dnsblCollector{d: d}, &sentLogCollector{d: d}, &selfWatchCollector{d: d}, &sendmailDSNCollector{d: d})
@@ -315,6 +323,11 @@ func (o metricsObserver) Verdict(t *policy.Transaction, v *policy.Verdict) {
 	}
 	if a := int(v.Action); a >= 0 && a < numActions && int(t.Direction) < 2 && int(v.Mode) < 2 {
 		o.m.messages[role][t.Direction][v.Mode][a].Inc()
+	}
+	if v.Stage == policy.StageEOM && t.Direction == policy.Inbound && (v.Action == policy.Accept || v.Action == policy.Tag) {
+		if c, ok := o.m.provedBy[v.Evidence.ProvedBy()]; ok {
+			c.Inc()
+		}
 	}
 	if v.NDR != "" {
 		if c, ok := o.m.ndrKind[v.NDR]; ok {

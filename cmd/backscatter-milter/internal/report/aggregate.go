@@ -287,12 +287,9 @@ func (a *Aggregator) message(l *Line) {
 			r.Observe.WouldBlockMessages++
 			a.once(l, inObserveSources, &a.observeSources)
 		}
-		for _, e := range l.Evidence {
-			if policy.ProvesOurs(e.Name) {
-				r.Backscatter.RealBouncesDelivered++
-				r.Backscatter.RealBouncesBy[e.Name]++
-				break
-			}
+		if by := policy.Evidences(l.Evidence).ProvedBy(); by != "" {
+			r.Backscatter.RealBouncesDelivered++
+			r.Backscatter.RealBouncesBy[by]++
 		}
 	}
 }

@@ -300,7 +300,7 @@ func checkText(t *testing.T, r *Report, w *want) {
 	has("quarantined (not released) %d", w.blockedEOM["quarantine"])
 	has("real bounces delivered (messages) %d", w.real)
 	for k, n := range w.realBy {
-		has("by %s %d", k, n)
+		has("proved by %s %d", k, n)
 	}
 	has("our NDRs to forged senders stopped (messages) %d", w.ownNDR["discard"]+w.ownNDR["quarantine"])
 	has("discarded %d", w.ownNDR["discard"])

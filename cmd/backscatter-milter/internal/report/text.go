@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/policy"
 )
 
 // WriteText writes the review for a terminal or a mail to the postmaster,
@@ -48,8 +50,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("    discarded\t%d\n", b.BlockedAtEOM["discard"])
 	p("  refused recipients (at RCPT)\t%d\n", b.RefusedRecipients)
 	p("  real bounces delivered (messages)\t%d\n", b.RealBouncesDelivered)
-	for _, k := range sortedKeys(b.RealBouncesBy) {
-		p("    by %s\t%d\n", k, b.RealBouncesBy[k])
+	for _, k := range provedByOrder(b.RealBouncesBy) {
+		p("    proved by %s\t%d\n", k, b.RealBouncesBy[k])
 	}
 	p("  our NDRs to forged senders stopped (messages)\t%d\n", b.OwnNDRsStopped["discard"]+b.OwnNDRsStopped["quarantine"])
 	p("    discarded\t%d\n", b.OwnNDRsStopped["discard"])
@@ -213,3 +215,20 @@ func (r *Report) periodText() string {
 }
 
 func sortedKeys(m map[string]int) []string { return slices.Sorted(maps.Keys(m)) }
+
+// provedByOrder lists the proofs present in m strongest first (the
+// policy's ladder order), then any name a newer log carries, sorted.
+func provedByOrder(m map[string]int) []string {
+	var out []string
+	for _, n := range policy.ProofNames {
+		if m[n] > 0 {
+			out = append(out, n)
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		if !policy.ProvesOurs(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
