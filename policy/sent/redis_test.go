@@ -25,40 +25,10 @@ func startRedis(t *testing.T, extraArgs ...string) string {
 func freePort(t *testing.T) int { return mtatest.FreePort(t) }
 
 func TestRedis(t *testing.T) {
-	addr := startRedis(t)
 	var n atomic.Int64
-	open := func(t *testing.T, ttl time.Duration) harness {
-		// A prefix per harness keeps subtests apart on one server.
-		opts := RedisOptions{Addrs: []string{addr}, Prefix: fmt.Sprintf("test%d:", n.Add(1))}
-		s, err := NewRedis(opts, ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Ping(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		h := harness{
-			store: s,
-			now:   time.Now,
-			// Redis expires keys on its own clock: wait for real.
-			advance: func(d time.Duration) { time.Sleep(d) },
-		}
-		h.reopen = func() Store {
-			// Another MTA of the fleet (or this one restarted) sees the log.
-			h.store.Close()
-			s2, err := NewRedis(opts, ttl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.store = s2
-			return s2
-		}
-		t.Cleanup(func() { h.store.Close() })
-		return h
-	}
 	// Short TTL, because Redis cannot be fast-forwarded; long enough that a
 	// loaded machine does not expire entries before the test looks.
-	testStore(t, open, 2*time.Second, true)
+	testStore(t, redisOpener(RedisOptions{Addrs: []string{startRedis(t)}}, &n), 2*time.Second, true)
 }
 
 func TestRedisKeysAndPrefix(t *testing.T) {

@@ -97,21 +97,7 @@ func parsePostqueue(out []byte) ([]Message, error) {
 	return msgs, nil
 }
 
-func (p *postfixMTA) held(ctx context.Context, id string) error {
-	if !ValidID(id) {
-		return fmt.Errorf("%q is not a queue ID", id)
-	}
-	msgs, err := p.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if m.QueueID == id {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: %w", id, ErrNotHeld)
-}
+func (p *postfixMTA) held(ctx context.Context, id string) error { return isHeld(ctx, p, id) }
 
 func (p *postfixMTA) Headers(ctx context.Context, id string) ([]byte, error) {
 	if err := p.held(ctx, id); err != nil {

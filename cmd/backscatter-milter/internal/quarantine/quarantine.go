@@ -115,6 +115,24 @@ type MTA interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// isHeld checks that id is a queue ID on m's hold queue (quarantine), so
+// release and delete never act on mail the milter did not hold.
+func isHeld(ctx context.Context, m MTA, id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%q is not a queue ID", id)
+	}
+	msgs, err := m.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		if msg.QueueID == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", id, ErrNotHeld)
+}
+
 // New returns the MTA the settings name.
 func New(s Settings) (MTA, error) {
 	if errs := s.Validate(); len(errs) > 0 {

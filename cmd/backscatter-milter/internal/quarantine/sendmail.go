@@ -193,21 +193,7 @@ func (s *sendmailMTA) readQueueFile(id string) ([]byte, string, error) {
 	return nil, "", fmt.Errorf("%s: no queue file in %s: %w", id, s.queue, ErrNotHeld)
 }
 
-func (s *sendmailMTA) held(ctx context.Context, id string) error {
-	if !ValidID(id) {
-		return fmt.Errorf("%q is not a queue ID", id)
-	}
-	msgs, err := s.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if m.QueueID == id {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: %w", id, ErrNotHeld)
-}
+func (s *sendmailMTA) held(ctx context.Context, id string) error { return isHeld(ctx, s, id) }
 
 func (s *sendmailMTA) Headers(ctx context.Context, id string) ([]byte, error) {
 	if err := s.held(ctx, id); err != nil {
