@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/mailheader"
 )
 
 // Own-DKIM results: our own signature on a returned original (a bounce's
@@ -56,7 +58,7 @@ type OwnDKIM struct {
 func (c *Checker) VerifyOwn(ctx context.Context, header, body []byte, domains []string) OwnDKIM {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	fields := splitFields(header)
+	fields := mailheader.Split(header)
 	var ours []int
 	for i, f := range fields {
 		name, val, _ := strings.Cut(f, ":")
@@ -152,40 +154,6 @@ func crlf(b []byte) []byte {
 			out = append(out, '\r')
 		}
 		out = append(out, c)
-	}
-	return out
-}
-
-// splitFields splits a raw header block into whole fields, each with its
-// folding and a final CRLF, as simple canonicalisation needs them. It stops
-// at the first empty line; a leading continuation line is dropped.
-func splitFields(header []byte) []string {
-	var out []string
-	var cur []byte
-	for len(header) > 0 {
-		line := header
-		if i := bytes.IndexByte(header, '\n'); i >= 0 {
-			line, header = header[:i], header[i+1:]
-		} else {
-			header = nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if cur != nil {
-				cur = append(append(cur, line...), '\r', '\n')
-			}
-			continue
-		}
-		if cur != nil {
-			out = append(out, string(cur))
-		}
-		cur = append(append([]byte{}, line...), '\r', '\n')
-	}
-	if cur != nil {
-		out = append(out, string(cur))
 	}
 	return out
 }

@@ -1,8 +1,9 @@
 package stamp
 
 import (
-	"bytes"
 	"strings"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/mailheader"
 )
 
 // maxStamps bounds how many stamp fields of one header block are checked.
@@ -14,65 +15,29 @@ const maxStamps = 4
 // first empty line and skips lines that are neither a field nor a
 // continuation, so a damaged block still yields what it holds.
 func ReadHeader(header []byte, name string) (f Fields, stamps []string) {
-	var cur, curName []byte
-	var val strings.Builder
-	flush := func() {
-		if cur == nil {
-			return
-		}
-		v := strings.TrimSpace(val.String())
+	for _, field := range mailheader.Split(header) {
+		n := mailheader.Name(field)
 		switch {
-		case bytes.EqualFold(curName, []byte("Message-ID")):
+		case n == "":
+			// neither a field nor a continuation: skipped
+		case strings.EqualFold(n, "Message-ID"):
 			if f.MessageID == "" {
-				f.MessageID = v
+				f.MessageID = mailheader.Value(field)
 			}
-		case bytes.EqualFold(curName, []byte("Date")):
+		case strings.EqualFold(n, "Date"):
 			if f.Date == "" {
-				f.Date = v
+				f.Date = mailheader.Value(field)
 			}
-		case bytes.EqualFold(curName, []byte("From")):
+		case strings.EqualFold(n, "From"):
 			if f.From == "" {
-				f.From = v
+				f.From = mailheader.Value(field)
 			}
-		case strings.EqualFold(string(curName), name):
+		case strings.EqualFold(n, name):
 			if len(stamps) < maxStamps {
-				stamps = append(stamps, v)
+				stamps = append(stamps, mailheader.Value(field))
 			}
 		}
-		cur = nil
-		val.Reset()
 	}
-	for len(header) > 0 {
-		line := header
-		if i := bytes.IndexByte(header, '\n'); i >= 0 {
-			line, header = header[:i], header[i+1:]
-		} else {
-			header = nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(bytes.TrimSpace(line)) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if cur != nil {
-				val.WriteByte(' ')
-				val.Write(bytes.TrimSpace(line))
-			}
-			continue
-		}
-		flush()
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
-		}
-		n := bytes.TrimRight(line[:colon], " \t")
-		if len(n) == 0 || bytes.ContainsAny(n, " \t") {
-			continue
-		}
-		cur, curName = line, n
-		val.Write(bytes.TrimSpace(line[colon+1:]))
-	}
-	flush()
 	return f, stamps
 }
 
