@@ -6,7 +6,6 @@ package milter_test
 // verdict below follows from the fakes' data alone.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backscatter-milter/backscatter-milter/internal/await"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 	"github.com/backscatter-milter/backscatter-milter/internal/policytest"
 	"github.com/backscatter-milter/backscatter-milter/milter"
 	"github.com/backscatter-milter/backscatter-milter/policy"
@@ -111,32 +111,12 @@ func (r *recorder) all() []seenVerdict {
 	return append([]seenVerdict(nil), r.verdicts...)
 }
 
-// lockedBuffer collects the JSON log as the production encoder writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Sync() error { return nil }
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type harness struct {
 	tb   testing.TB
 	srv  *milter.Server
 	addr string
 	logs *observer.ObservedLogs
-	json *lockedBuffer
+	json *mtatest.LockedBuffer
 	rec  *recorder
 }
 
@@ -155,7 +135,7 @@ func start(tb testing.TB, eng *policy.Engine, opts func(*milter.Options)) *harne
 func startOn(tb testing.TB, ln net.Listener, eng *policy.Engine, opts func(*milter.Options)) *harness {
 	tb.Helper()
 	obsCore, logs := observer.New(zapcore.DebugLevel)
-	buf := &lockedBuffer{}
+	buf := &mtatest.LockedBuffer{}
 	jsonCore := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), buf, zapcore.DebugLevel)
 	h := &harness{tb: tb, logs: logs, json: buf, rec: &recorder{}}
 	o := milter.Options{

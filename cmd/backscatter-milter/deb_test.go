@@ -136,7 +136,7 @@ func verifyInstalledUnit(t *testing.T) []byte {
 // unitDaemon is the installed daemon started the way its unit starts it.
 type unitDaemon struct {
 	cmd     *exec.Cmd
-	out     lockedBuffer // written by the process, read while it runs
+	out     mtatest.LockedBuffer // written by the process, read while it runs
 	exited  chan struct{}
 	exitErr error
 }

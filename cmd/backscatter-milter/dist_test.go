@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
 
 const (
@@ -289,7 +290,7 @@ func TestDocsPostfixSnippetsAreTested(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k, v := range mainCFSettings(string(b)) {
+		for k, v := range mtatest.ParseMainCF(string(b)) {
 			if !strings.Contains(v, "{{") {
 				tested[k] = v
 			}
@@ -309,7 +310,7 @@ func TestDocsPostfixSnippetsAreTested(t *testing.T) {
 		}
 		_, block, _ := strings.Cut(after, "```\n")
 		block, _, _ = strings.Cut(block, "```")
-		settings := mainCFSettings(block)
+		settings := mtatest.ParseMainCF(block)
 		if len(settings) < 3 {
 			t.Fatalf("%s %q: no main.cf block found:\n%s", doc.file, doc.section, block)
 		}
@@ -319,18 +320,4 @@ func TestDocsPostfixSnippetsAreTested(t *testing.T) {
 			}
 		}
 	}
-}
-
-// mainCFSettings reads "name = value" lines, skipping comments.
-func mainCFSettings(s string) map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") {
-			continue
-		}
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	return m
 }

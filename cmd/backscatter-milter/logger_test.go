@@ -17,25 +17,8 @@ import (
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
 	"github.com/backscatter-milter/backscatter-milter/internal/await"
+	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
 )
-
-// lockedBuffer is an io.Writer safe for the daemon's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStartupErrorOnStderrOnce: with log.file set, a daemon that cannot
 // start says why on stderr (what systemctl status shows) and in the log
@@ -51,7 +34,7 @@ func TestStartupErrorOnStderrOnce(t *testing.T) {
 	blocker := sentPath
 	logFile := filepath.Join(dir, "milter.log")
 	cfg := writeConfig(t, "listen: unix:"+filepath.Join(dir, "m.sock")+"\nmetrics: { listen: '' }\nlog: { file: "+logFile+" }\nsent_log: { path: "+sentPath+" }\n")
-	var out, errb lockedBuffer
+	var out, errb mtatest.LockedBuffer
 	code := run([]string{"serve", "--config", cfg}, &out, &errb)
 	if code != exitFail {
 		t.Fatalf("exit %d, want %d; stderr %q", code, exitFail, errb.String())
@@ -88,8 +71,8 @@ func TestStartupErrorToStderrLogOnce(t *testing.T) {
 	}
 	saved := os.Stderr
 	os.Stderr = w
-	var errb lockedBuffer
-	code := run([]string{"serve", "--config", cfg}, &lockedBuffer{}, &errb)
+	var errb mtatest.LockedBuffer
+	code := run([]string{"serve", "--config", cfg}, &mtatest.LockedBuffer{}, &errb)
 	os.Stderr = saved
 	w.Close()
 	var logged bytes.Buffer

@@ -473,19 +473,24 @@ func backdate(t testing.TB, dir string) {
 	}
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
+// LockedBuffer is an io.Writer (and zap WriteSyncer) that goroutines may
+// write while a test reads it: a child's output, a daemon's log.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// Sync is a no-op, so a LockedBuffer can back a zap core.
+func (l *LockedBuffer) Sync() error { return nil }
+
+// String returns what was written so far.
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

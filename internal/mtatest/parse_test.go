@@ -178,8 +178,8 @@ func TestSetMainCF(t *testing.T) {
 	if got != want {
 		t.Errorf("setMainCF =\n%q\nwant\n%q", got, want)
 	}
-	if got := parseMainCF("# x = 1\na=1\n b = 2\nc = 3 4\n"); !reflect.DeepEqual(got, map[string]string{"a": "1", "c": "3 4"}) {
-		t.Errorf("parseMainCF = %v", got)
+	if got := ParseMainCF("# x = 1\na=1\n b = 2\nc = 3 4\n"); !reflect.DeepEqual(got, map[string]string{"a": "1", "c": "3 4"}) {
+		t.Errorf("ParseMainCF = %v", got)
 	}
 }
 

@@ -155,7 +155,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 			"Chroot":                chroot,
 		}
 		main := render(t, "postfix/main.cf.tmpl", vars)
-		main = setMainCF(main, parseMainCF(readTestdata(t, "postfix/milter.cf")), "testdata/mta/postfix/milter.cf")
+		main = setMainCF(main, ParseMainCF(readTestdata(t, "postfix/milter.cf")), "testdata/mta/postfix/milter.cf")
 		main = setMainCF(main, o.Main, "PostfixOptions.Main")
 		master := render(t, "postfix/master.cf.tmpl", vars)
 		for _, l := range o.MasterLines {
@@ -228,7 +228,7 @@ func (p *Postfix) setUpChroot() error {
 func (p *Postfix) startMaster() (string, error) {
 	p.master = p.ns.command("/usr/lib/postfix/sbin/master", "-d", "-c", p.ConfigDir)
 	p.master.Env = append(os.Environ(), p.env()...)
-	out := &lockedBuffer{}
+	out := &LockedBuffer{}
 	p.master.Stdout = out
 	p.master.Stderr = out
 	if err := p.master.Start(); err != nil {
@@ -287,8 +287,9 @@ func makePostfixDirs(dir string) error {
 	return nil
 }
 
-// parseMainCF reads "name = value" lines (no continuation lines).
-func parseMainCF(s string) map[string]string {
+// ParseMainCF reads the "name = value" lines of main.cf text (no continuation
+// lines), as Postfix would: comments and indented lines are skipped.
+func ParseMainCF(s string) map[string]string {
 	m := map[string]string{}
 	for _, l := range strings.Split(s, "\n") {
 		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t") {

@@ -42,7 +42,7 @@ func StartRedisNode(t testing.TB, dir string, args func(port int) []string, lead
 			"--save", "", "--appendonly", "no", "--dir", dir)
 		all = append(all, args(port)...)
 		cmd := exec.Command(bin, all...)
-		var out lockedBuffer
+		var out LockedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -213,7 +213,7 @@ func (s *Sendmail) run(timeout time.Duration, args ...string) (string, error) {
 // and waits until it listens.
 func (s *Sendmail) startDaemon() (string, error) {
 	s.cmd = s.command("-bD", "-q5s", "-L", "sm-mta")
-	out := &lockedBuffer{}
+	out := &LockedBuffer{}
 	s.cmd.Stdout = out
 	s.cmd.Stderr = out
 	if err := s.cmd.Start(); err != nil {

@@ -142,7 +142,7 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 		}
 		s.Addr = net.JoinHostPort(o.IP, strconv.Itoa(s.Port))
 		cmd := exec.Command(bin, append(args, s.Addr, "64")...)
-		stderr := &lockedBuffer{}
+		stderr := &LockedBuffer{}
 		cmd.Stdout = stderr
 		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
