@@ -171,7 +171,7 @@ func New(zones []Zone, r resolver.Resolver, opts Options) (*Checker, error) {
 		inflight: map[cacheKey]*call{},
 		health:   map[string]error{},
 	}
-	c.limit.last = map[limitKey]limitState{}
+	c.limit.Interval = opts.LogInterval
 	index := map[string]int{}
 	for _, z := range zones {
 		name, err := checkZoneName(z.Name)

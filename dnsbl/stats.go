@@ -1,11 +1,12 @@
 package dnsbl
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/throttle"
 )
 
 // ZoneStats counts what happened to one zone name since the Checker was
@@ -65,8 +66,7 @@ func (c *Checker) CacheLen() int {
 // logLimiter logs a zone's errors at most once per interval and kind: a
 // dead list otherwise writes one line per message and buries the rest.
 type logLimiter struct {
-	mu   sync.Mutex
-	last map[limitKey]limitState
+	throttle.Keyed[limitKey]
 }
 
 type limitKey struct {
@@ -74,27 +74,15 @@ type limitKey struct {
 	kind ErrorKind
 }
 
-type limitState struct {
-	at         time.Time
-	suppressed int
-}
-
 func (l *logLimiter) log(log *zap.Logger, now time.Time, interval time.Duration, zone string, kind ErrorKind, err error) {
-	k := limitKey{zone, kind}
-	l.mu.Lock()
-	st, seen := l.last[k]
-	if seen && now.Sub(st.at) < interval {
-		st.suppressed++
-		l.last[k] = st
-		l.mu.Unlock()
+	ok, held := l.Allow(limitKey{zone, kind}, now)
+	if !ok {
 		return
 	}
-	l.last[k] = limitState{at: now}
-	l.mu.Unlock()
 	log.Warn("dnsbl lookup failed",
 		zap.String("zone", zone),
 		zap.String("kind", string(kind)),
 		zap.Error(err),
-		zap.Int("suppressed", st.suppressed),
+		zap.Int("suppressed", held),
 		zap.Duration("interval", interval))
 }

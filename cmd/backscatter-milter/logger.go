@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/internal/throttle"
 )
 
 // logging is the daemon's log: the zap logger and the outputs behind it
@@ -173,24 +174,15 @@ func routeLibraryLogs(log *zap.Logger) {
 // which is every lookup. The failures themselves are counted by the sent
 // log's Health.
 type redisLogger struct {
-	s          *zap.SugaredLogger
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
+	s        *zap.SugaredLogger
+	throttle throttle.Throttle
 }
 
 func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
-		l.suppressed++
-		l.mu.Unlock()
+	ok, n := l.throttle.Allow(time.Now(), time.Minute)
+	if !ok {
 		return
 	}
-	l.last = now
-	n := l.suppressed
-	l.suppressed = 0
-	l.mu.Unlock()
 	if n > 0 {
 		l.s.With("more_since_last_warning", n).Warnf(format, v...)
 		return

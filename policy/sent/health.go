@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/backscatter-milter/backscatter-milter/internal/throttle"
 )
 
 // Op names a store operation in counters and log lines.
@@ -71,9 +72,7 @@ type Health struct {
 	failing  atomic.Pointer[string] // nil while the store works
 	warned   atomic.Bool            // a warning was logged since the last success
 
-	mu         sync.Mutex
-	lastWarn   time.Time
-	suppressed uint64
+	warnings throttle.Throttle
 }
 
 // NewHealth returns a Health for backend that logs through log.
@@ -100,24 +99,17 @@ func (h *Health) Fail(op Op, err error) {
 	h.errs[op].Add(1)
 	reason := op.String() + ": " + err.Error()
 	h.failing.Store(&reason)
-	h.mu.Lock()
-	now := h.now()
-	interval := h.Interval
-	if interval <= 0 {
-		interval = DefaultWarnInterval
+	every := h.Interval
+	if every <= 0 {
+		every = DefaultWarnInterval
 	}
-	if !h.lastWarn.IsZero() && now.Sub(h.lastWarn) < interval {
-		h.suppressed++
-		h.mu.Unlock()
+	ok, n := h.warnings.Allow(h.now(), every)
+	if !ok {
 		return
 	}
-	h.lastWarn = now
-	n := h.suppressed
-	h.suppressed = 0
-	h.mu.Unlock()
 	h.warned.Store(true)
 	if h.Log != nil {
-		h.Log(Event{Level: "warn", Msg: "sent log failing: no provenance evidence from it until it works again", Op: op, Err: err, Suppressed: n})
+		h.Log(Event{Level: "warn", Msg: "sent log failing: no provenance evidence from it until it works again", Op: op, Err: err, Suppressed: uint64(n)})
 	}
 }
 
