@@ -78,22 +78,37 @@ func (n *namespace) command(argv ...string) *exec.Cmd {
 	return cmd
 }
 
-// mountNSOf returns pid's mount namespace, or "" when it is this process's
-// own: killing by namespace must never reach anything outside an instance.
-func mountNSOf(pid int) string {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-	own, oerr := os.Readlink("/proc/self/ns/mnt")
-	if err != nil || oerr != nil || ns == own {
-		return ""
-	}
-	return ns
+// mountNS is an instance's mount namespace, held open. The kernel reuses
+// a freed namespace's number at once (the lowest free one), so a number
+// alone could name another instance's namespace after ours is gone: its
+// processes were killed as ours (seen: a concurrent Sendmail's newaliases
+// got SIGKILL). The open descriptor keeps our namespace, and so its number,
+// alive until release.
+type mountNS struct {
+	id string // "mnt:[inode]"
+	f  *os.File
 }
 
-// processesInMountNS lists the processes in mount namespace ns; none when
-// ns is empty or this process's own.
-func processesInMountNS(ns string) []int {
-	own, err := os.Readlink("/proc/self/ns/mnt")
-	if ns == "" || err != nil || ns == own {
+// pinMountNS opens pid's mount namespace; nil when that is this process's
+// own (killing by namespace must never reach anything outside an instance)
+// or cannot be read.
+func pinMountNS(pid int) *mountNS {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil {
+		return nil
+	}
+	id, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	own, oerr := os.Readlink("/proc/self/ns/mnt")
+	if err != nil || oerr != nil || id == own {
+		f.Close()
+		return nil
+	}
+	return &mountNS{id: id, f: f}
+}
+
+// processes lists the processes in the namespace; none for nil.
+func (m *mountNS) processes() []int {
+	if m == nil {
 		return nil
 	}
 	ents, err := os.ReadDir("/proc")
@@ -106,9 +121,16 @@ func processesInMountNS(ns string) []int {
 		if err != nil || pid <= 1 || pid == os.Getpid() {
 			continue
 		}
-		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "mnt")); err == nil && l == ns {
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "mnt")); err == nil && l == m.id {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// release closes the descriptor; the namespace's number may then be reused.
+func (m *mountNS) release() {
+	if m != nil {
+		m.f.Close()
+	}
 }

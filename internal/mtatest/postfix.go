@@ -64,7 +64,7 @@ type Postfix struct {
 
 	token  string // in the SMTP greeting, to recognise this instance
 	ns     *namespace
-	mntNS  string
+	mntNS  *mountNS
 	master *exec.Cmd
 	done   chan struct{}
 	werr   error
@@ -239,7 +239,7 @@ func (p *Postfix) startMaster() (string, error) {
 	go func(cmd *exec.Cmd, done chan struct{}) { p.werr = cmd.Wait(); close(done) }(p.master, p.done)
 	err := waitGreeting(p.SMTPAddr, p.token, 30*time.Second, p.exited)
 	if err == nil {
-		p.mntNS = mountNSOf(p.master.Process.Pid)
+		p.mntNS = pinMountNS(p.master.Process.Pid)
 	}
 	return out.String(), err
 }
@@ -352,10 +352,11 @@ func (p *Postfix) stop() {
 	// number may already lead another test's process group (seen: a
 	// concurrent test's Postfix master killed). Daemons left behind carry
 	// MAIL_CONFIG or live in our mount namespace: kill exactly those.
-	for _, pid := range append(processesWithEnv("MAIL_CONFIG="+p.ConfigDir), processesInMountNS(p.mntNS)...) {
+	for _, pid := range append(processesWithEnv("MAIL_CONFIG="+p.ConfigDir), p.mntNS.processes()...) {
 		killPID(pid)
 	}
-	p.master, p.mntNS = nil, ""
+	p.mntNS.release()
+	p.master, p.mntNS = nil, nil
 }
 
 // Send sends one message from 127.0.0.1 (trusted by default) in its own

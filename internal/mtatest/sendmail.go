@@ -51,7 +51,7 @@ type Sendmail struct {
 	done  chan struct{}
 	werr  error
 	ns    *namespace
-	mntNS string
+	mntNS *mountNS
 }
 
 // SendmailRoot returns where Sendmail was unpacked: $BACKSCATTER_SENDMAIL_ROOT
@@ -235,7 +235,7 @@ func (s *Sendmail) startDaemon() (string, error) {
 	})
 	if err == nil {
 		// It answered with our token, so it runs in its namespaces now.
-		s.mntNS = mountNSOf(s.cmd.Process.Pid)
+		s.mntNS = pinMountNS(s.cmd.Process.Pid)
 	}
 	return out.String(), err
 }
@@ -265,10 +265,11 @@ func (s *Sendmail) stop() {
 	}
 	// Once the daemon is reaped its group number may lead another test's
 	// processes: what is left of ours lives in our mount namespace.
-	for _, p := range processesInMountNS(s.mntNS) {
+	for _, p := range s.mntNS.processes() {
 		killPID(p)
 	}
-	s.cmd, s.mntNS = nil, ""
+	s.mntNS.release()
+	s.cmd, s.mntNS = nil, nil
 }
 
 // Send sends one message from 127.0.0.1 in its own session; see
