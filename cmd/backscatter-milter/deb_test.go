@@ -50,7 +50,7 @@ func TestDebianPackage(t *testing.T) {
 		t.Skip("builds and installs the Debian package")
 	}
 	mtatest.RequirePostfix(t)
-	mtatest.Require(t, "dpkg", "dpkg-deb", "dpkg-query", "make", "go-md2man", "setpriv", "systemd-analyze", "logrotate", "useradd")
+	mtatest.Require(t, "dpkg", "dpkg-deb", "dpkg-query", "dpkg-shlibdeps", "lintian", "make", "go-md2man", "setpriv", "systemd-analyze", "logrotate", "useradd")
 	lockDebianTest(t)
 	if status, version := debStatus(t); strings.HasSuffix(status, " installed") && version != debTestVer {
 		t.Fatalf("a real %s package (%s) is installed on this machine: the test will not touch it", debPackage, version)
@@ -60,6 +60,7 @@ func TestDebianPackage(t *testing.T) {
 	userExisted := userErr == nil
 	dir := t.TempDir()
 	deb := buildDeb(t, dir)
+	checkLintian(t, deb)
 
 	// The machine is left as it was: the package purged, and the user the
 	// package keeps on purge removed if the test created it.
@@ -112,6 +113,26 @@ func buildDeb(t *testing.T, dir string) string {
 		t.Fatalf("make deb did not build %s_%s_ARCH.deb in %s: %v\n%s", debPackage, debTestVer, dir, debs, out)
 	}
 	return debs[0]
+}
+
+// checkLintian runs Debian's own package checker on the .deb: every error
+// and warning it reports is a defect of the package (the build user is
+// root here, which lintian only mentions).
+func checkLintian(t *testing.T, deb string) {
+	t.Helper()
+	out, _ := debCommand("lintian", "--tag-display-limit", "0", deb)
+	var tags []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+			tags = append(tags, line)
+		}
+	}
+	if len(tags) > 0 {
+		t.Errorf("lintian %s:\n%s", filepath.Base(deb), strings.Join(tags, "\n"))
+	}
+	if !strings.Contains(debMustRun(t, "dpkg-deb", "-f", deb, "Depends"), "libc6") {
+		t.Errorf("Depends does not name the C library the binary links")
+	}
 }
 
 // verifyInstalledUnit runs systemd-analyze verify on the installed unit
@@ -479,19 +500,31 @@ func debStatus(t *testing.T) (status, version string) {
 // business (cleanup of what may not be there).
 func debRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	out, _ := cmd.CombinedOutput()
-	return string(out)
+	out, _ := debCommand(name, args...)
+	return out
 }
 
 func debMustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	out, err := cmd.CombinedOutput()
+	out, err := debCommand(name, args...)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// debCommand runs a command; a dpkg that finds dpkg's lock taken (an
+// apt-get of the machine's own, or of install-test-deps run beside the
+// tests) is run again until the lock is free, for up to three minutes.
+func debCommand(name string, args ...string) (string, error) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "lock was locked by another process") || time.Now().After(deadline) {
+			return string(out), err
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
