@@ -135,8 +135,9 @@ func checkLintian(t *testing.T, deb string) {
 	}
 }
 
-// verifyInstalledUnit runs systemd-analyze verify on the installed unit
-// (its binary and man pages are there now) and returns the unit.
+// verifyInstalledUnit runs systemd-analyze verify and security on the
+// installed unit (its binary and man pages are there now) and returns the
+// unit.
 func verifyInstalledUnit(t *testing.T) []byte {
 	t.Helper()
 	unit, err := os.ReadFile(debUnit)
@@ -150,6 +151,12 @@ func verifyInstalledUnit(t *testing.T) []byte {
 	}
 	if !strings.Contains(string(unit), "\nBefore=postfix@-.service postfix.service") {
 		t.Errorf("unit not ordered before postfix@-.service")
+	}
+	// systemd's own rating of the sandbox, read from the unit file: 1.5
+	// ("OK") when written; above 2.0 a hardening line was lost.
+	sec := exec.Command("systemd-analyze", "security", "--offline=true", "--threshold=20", debUnit)
+	if out, err := sec.CombinedOutput(); err != nil {
+		t.Errorf("systemd-analyze security: the unit's sandbox rates above 2.0: %v\n%s", err, out)
 	}
 	return unit
 }
