@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -112,8 +113,11 @@ func OpenBolt(path string, ttl time.Duration) (*BoltStore, error) {
 
 // OpenBoltHealth is OpenBolt reporting to h: replaced damaged files and
 // failures to start a fresh one. A file found damaged at open is replaced
-// too; only an error that a fresh file would not cure (the lock held by
-// another process, no permission) is returned.
+// too. A damaged file that cannot be replaced, or a full or failing disk,
+// does not stop the start: the store answers ErrUnavailable ("no
+// evidence") and tries again every 30 seconds. Only set-up errors are
+// returned (the lock held by another process, no permission, a read-only
+// file system).
 func OpenBoltHealth(path string, ttl time.Duration, h *Health) (*BoltStore, error) {
 	return openBolt(path, ttl, defaultPurgeEvery, time.Now, h)
 }
@@ -127,14 +131,31 @@ func openBolt(path string, ttl, purgeEvery time.Duration, now func() time.Time, 
 	}
 	s := &BoltStore{path: path, ttl: orDefault(ttl), now: now, batch: purgeBatch, health: h, done: make(chan struct{})}
 	g, err := openGen(path)
+	replaced := false
 	if err != nil && isDamage(err) {
+		replaced = true
 		g, err = s.replaceFile(err)
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+		s.cur.Store(g)
+		go s.writer(g)
+	case replaced || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EDQUOT):
+		// A damaged file that could not be replaced, a full disk, a bad
+		// one: refusing to start would stop all mail (the MTA tempfails
+		// without its milter) and a restart loop would not cure it. Start
+		// without a file, answer "no evidence" (ErrUnavailable, counted
+		// and in the health check) and try again every reopenEvery.
+		if !replaced { // replaceFile has reported its own failure
+			s.health.Fail(OpOpen, err)
+		}
+		s.retryAt = time.Now().Add(reopenEvery)
+	default:
+		// The lock held by another process, no permission, a read-only
+		// file system: set-up errors that a retry does not cure and the
+		// postmaster must see at start.
 		return nil, err
 	}
-	s.cur.Store(g)
-	go s.writer(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.purgeLoop(ctx, purgeEvery)
@@ -159,7 +180,15 @@ func openGen(path string) (g *boltGen, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sent: bolt: %w", err)
 	}
+	fi, serr := os.Stat(path)
+	fresh := serr != nil || fi.Size() == 0
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil && fresh && !errors.Is(err, berrors.ErrTimeout) {
+		// A new file that could not be written whole (a full disk) would
+		// be taken for a damaged one at the next attempt, and moved aside
+		// again at every retry: nothing of value is in it.
+		_ = os.Remove(path)
+	}
 	if err != nil {
 		var pe *fs.PathError
 		switch {
