@@ -201,6 +201,13 @@ func openGen(path string) (g *boltGen, err error) {
 		}
 		return nil, fmt.Errorf("%w: open %s: %v", ErrDamaged, path, err)
 	}
+	// A page tree that loops would hang or crash bbolt below, beyond
+	// recovery: look at the tree first (we hold the file's lock now).
+	if cerr := checkTree(path); cerr != nil {
+		abandon(db)
+		db = nil
+		return nil, fmt.Errorf("%w: %s: %v", ErrDamaged, path, cerr)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEntries, bucketExpiry} {
 			bk, err := tx.CreateBucketIfNotExists(b)
