@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/backscatter-milter/backscatter-milter/internal/await"
 )
 
 // TestBoltStartsOnFullDisk: with no room for a fresh sent log at start (a
@@ -68,13 +66,5 @@ func TestBoltStartsOnFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if !await.True(20*time.Second, func() bool { err = s.Record(ctx, "b@example.org", time.Now()); return err == nil }) {
-		t.Fatalf("the store never came back: %v", err)
-	}
-	if ok, err := s.Seen(ctx, "b@example.org"); !ok || err != nil {
-		t.Errorf("after recovery: Seen = %v, %v", ok, err)
-	}
-	if _, bad := h.Failing(); bad {
-		t.Error("still failing after recovery")
-	}
+	awaitRecovery(t, s, h)
 }

@@ -413,6 +413,15 @@ func TestBoltUnavailableThenBack(t *testing.T) {
 	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
+	awaitRecovery(t, s, h)
+}
+
+// awaitRecovery waits until the store, unavailable until now, records
+// again, then checks that it finds what it recorded and is healthy.
+func awaitRecovery(t *testing.T, s Store, h *Health) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
 	if !await.True(20*time.Second, func() bool { err = s.Record(ctx, "b@example.org", time.Now()); return err == nil }) {
 		t.Fatalf("the store never came back: %v", err)
 	}
