@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/config"
+	"github.com/backscatter-milter/backscatter-milter/cmd/backscatter-milter/internal/report"
 	"github.com/backscatter-milter/backscatter-milter/internal/await"
 	"github.com/backscatter-milter/backscatter-milter/internal/dnstest"
 	"github.com/backscatter-milter/backscatter-milter/internal/mtatest"
@@ -86,33 +87,8 @@ func (m *testMilter) idle() bool {
 	return true
 }
 
-// verdict is a decoded verdict log line.
-type verdict struct {
-	Msg      string `json:"msg"`
-	Session  string `json:"session"`
-	QueueID  string `json:"queue_id"`
-	Stage    string `json:"stage"`
-	Action   string `json:"action"`
-	Would    string `json:"would"`
-	Mode     string `json:"mode"`
-	Score    int    `json:"score"`
-	Evidence []struct {
-		Name   string `json:"name"`
-		Weight int    `json:"weight"`
-		Detail string `json:"detail"`
-	} `json:"evidence"`
-	Direction string   `json:"direction"`
-	ClientIP  string   `json:"client_ip"`
-	Helo      string   `json:"helo"`
-	Sender    string   `json:"sender"`
-	Rcpts     []string `json:"rcpts"`
-	// RcptsNotLogged counts the recipients past the verdict line's cap.
-	RcptsNotLogged int      `json:"rcpts_not_logged"`
-	Auth           string   `json:"auth"`
-	NDR            string   `json:"ndr"`
-	Reply          string   `json:"reply"`
-	Notes          []string `json:"notes"`
-}
+// verdict is a decoded verdict log line, its fields as logged (strings).
+type verdict struct{ report.RawLine }
 
 func (v verdict) has(name string) bool {
 	for _, e := range v.Evidence {

@@ -61,8 +61,11 @@ type Line struct {
 	Operator string
 }
 
-// rawLine mirrors the JSON fields; types are checked by encoding/json.
-type rawLine struct {
+// RawLine is a verdict or event line's JSON object as the milter writes it
+// (milter/log.go), field by field, before ParseLine checks and types it.
+// The end-to-end tests decode the log with it too, so the field names have
+// one home on the reading side.
+type RawLine struct {
 	Msg           string            `json:"msg"`
 	TS            json.RawMessage   `json:"ts"`
 	Session       string            `json:"session"`
@@ -80,15 +83,17 @@ type rawLine struct {
 	Sender        string            `json:"sender"`
 	Rcpts         []string          `json:"rcpts"`
 	RejectedRcpts []string          `json:"rejected_rcpts"`
-	Allowlisted   string            `json:"allowlisted"`
-	Auth          string            `json:"auth"`
-	AuthDetail    string            `json:"auth_detail"`
-	NDR           string            `json:"ndr"`
-	Reply         string            `json:"reply"`
-	Notes         []string          `json:"notes"`
-	DurationMS    float64           `json:"duration_ms"`
-	Event         string            `json:"event"`
-	Operator      string            `json:"operator"`
+	// RcptsNotLogged counts the recipients past the line's cap.
+	RcptsNotLogged int      `json:"rcpts_not_logged"`
+	Allowlisted    string   `json:"allowlisted"`
+	Auth           string   `json:"auth"`
+	AuthDetail     string   `json:"auth_detail"`
+	NDR            string   `json:"ndr"`
+	Reply          string   `json:"reply"`
+	Notes          []string `json:"notes"`
+	DurationMS     float64  `json:"duration_ms"`
+	Event          string   `json:"event"`
+	Operator       string   `json:"operator"`
 }
 
 var verdictWord, eventWord = []byte("verdict"), []byte(`"event"`)
@@ -111,7 +116,7 @@ func ParseLine(b []byte) (Line, error) {
 		}
 		return Line{}, ErrNotVerdict
 	}
-	var r rawLine
+	var r RawLine
 	if err := json.Unmarshal(obj, &r); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -128,7 +133,7 @@ func ParseLine(b []byte) (Line, error) {
 	return Line{}, ErrNotVerdict
 }
 
-func (r *rawLine) event() (Line, error) {
+func (r *RawLine) event() (Line, error) {
 	switch r.Event {
 	case EventReleased, EventDeleted:
 	default:
@@ -147,7 +152,7 @@ func (r *rawLine) event() (Line, error) {
 	return l, nil
 }
 
-func (r *rawLine) line() (Line, error) {
+func (r *RawLine) line() (Line, error) {
 	l := Line{
 		Session: r.Session, QueueID: r.QueueID, Score: r.Score, Evidence: r.Evidence,
 		ClientIP: r.ClientIP, ClientName: r.ClientName, Helo: r.Helo,
