@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // namespace runs an MTA's processes in private mount and UTS namespaces
@@ -133,4 +134,29 @@ func (m *mountNS) release() {
 	if m != nil {
 		m.f.Close()
 	}
+}
+
+// stopInstance ends an MTA instance whose main process is cmd (done closes
+// once it is reaped): SIGTERM, and SIGKILL to its process group if it has
+// not ended after 10 s. Once it is reaped its group number may already lead
+// another test's processes (seen: a concurrent test's Postfix master
+// killed), so what is left is killed one by one, and only what is known to
+// be the instance's: the processes in its mount namespace, and those extra
+// names (nil: none). Then the namespace is released.
+func stopInstance(cmd *exec.Cmd, done <-chan struct{}, ns *mountNS, extra func() []int) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		killGroup(cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	pids := ns.processes()
+	if extra != nil {
+		pids = append(pids, extra()...)
+	}
+	for _, pid := range pids {
+		killPID(pid)
+	}
+	ns.release()
 }

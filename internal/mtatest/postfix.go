@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -335,27 +334,13 @@ func setMainCF(main string, set map[string]string, from string) string {
 func (p *Postfix) env() []string { return []string{"MAIL_CONFIG=" + p.ConfigDir} }
 
 // stop does what "postfix stop" does (SIGTERM to the master, which ends its
-// children), then kills whatever is left of this instance: its process
-// group, and processes whose MAIL_CONFIG is this instance's.
+// children), then kills whatever is left of this instance: daemons carry
+// its MAIL_CONFIG or live in its mount namespace (see stopInstance).
 func (p *Postfix) stop() {
 	if p.master == nil {
 		return
 	}
-	_ = p.master.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		killGroup(p.master.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-	// No group kill once the master is reaped: if its group is empty, the
-	// number may already lead another test's process group (seen: a
-	// concurrent test's Postfix master killed). Daemons left behind carry
-	// MAIL_CONFIG or live in our mount namespace: kill exactly those.
-	for _, pid := range append(processesWithEnv("MAIL_CONFIG="+p.ConfigDir), p.mntNS.processes()...) {
-		killPID(pid)
-	}
-	p.mntNS.release()
+	stopInstance(p.master, p.done, p.mntNS, func() []int { return processesWithEnv("MAIL_CONFIG=" + p.ConfigDir) })
 	p.master, p.mntNS = nil, nil
 }
 

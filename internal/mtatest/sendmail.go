@@ -249,26 +249,13 @@ func (s *Sendmail) exited() error {
 	}
 }
 
-// stop sends SIGTERM to the daemon (SIGKILL to its group after 10 s), then kills any
-// process left in its mount namespace (connection handlers, queue runners).
+// stop ends the daemon, then any process left in its mount namespace
+// (connection handlers, queue runners): see stopInstance.
 func (s *Sendmail) stop() {
 	if s.cmd == nil {
 		return
 	}
-	pid := s.cmd.Process.Pid
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		killGroup(pid, syscall.SIGKILL)
-		<-s.done
-	}
-	// Once the daemon is reaped its group number may lead another test's
-	// processes: what is left of ours lives in our mount namespace.
-	for _, p := range s.mntNS.processes() {
-		killPID(p)
-	}
-	s.mntNS.release()
+	stopInstance(s.cmd, s.done, s.mntNS, nil)
 	s.cmd, s.mntNS = nil, nil
 }
 
